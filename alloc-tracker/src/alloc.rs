@@ -1,0 +1,276 @@
+//! The allocator front: the only `GlobalAlloc` implementation. It forwards every call to
+//! the inner allocator, then runs the tracker's hooks: exact counters and the sampling
+//! countdown on the fast path, the sample tables only when the countdown runs out or when a
+//! freed pointer may have been sampled.
+
+use crate::config::{self, Unwind};
+use crate::samples::{self, Sample};
+use crate::{capture, clock, counters, filter, lifecycle, reentrancy, sampler, stacks, tracker_memory};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// Marks a code setting that was not given.
+const UNSET_RATE: u64 = u64::MAX;
+
+/// A global allocator that wraps another (`A`, the system allocator by default), counts
+/// every allocation exactly, samples some with their stacks, and reports at exit which
+/// lines of the program hold memory.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
+///
+/// fn main() {
+///     let kept: Vec<Vec<u8>> = (0..100).map(|_| vec![0u8; 1 << 20]).collect();
+///     println!("live: {} bytes", alloc_tracker::stats().live_bytes);
+///     # drop(kept);
+/// } // on exit, the report goes to stderr (see ALLOC_TRACKER_REPORT)
+/// ```
+///
+/// Any `GlobalAlloc` can be wrapped, e.g. `Tracker::new(tikv_jemallocator::Jemalloc)`.
+/// Settings given in code (`with_sample_rate`, `with_unwind`) are defaults: the
+/// `ALLOC_TRACKER_*` environment variables override them, and the runtime setters
+/// ([`crate::set_sample_rate`], [`crate::set_unwind`]) override both.
+pub struct Tracker<A = System> {
+    inner: A,
+    code_rate: u64,
+    code_unwind: u8,
+}
+
+impl Tracker<System> {
+    /// A tracker around [`std::alloc::System`].
+    pub const fn system() -> Self {
+        Self::new(System)
+    }
+}
+
+impl<A> Tracker<A> {
+    /// A tracker around `inner`.
+    pub const fn new(inner: A) -> Self {
+        Self {
+            inner,
+            code_rate: UNSET_RATE,
+            code_unwind: 0,
+        }
+    }
+
+    /// The same tracker sampling once per `bytes` allocated on average (`1`: every
+    /// allocation; `0`: none), unless `ALLOC_TRACKER_RATE` says otherwise.
+    pub const fn with_sample_rate(mut self, bytes: u64) -> Self {
+        self.code_rate = bytes;
+        self
+    }
+
+    /// The same tracker capturing stacks with `unwind`, unless `ALLOC_TRACKER_UNWIND` says
+    /// otherwise.
+    pub const fn with_unwind(mut self, unwind: Unwind) -> Self {
+        self.code_unwind = unwind.to_code();
+        self
+    }
+
+    /// The wrapped allocator.
+    pub const fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    fn code_rate(&self) -> Option<u64> {
+        (self.code_rate != UNSET_RATE).then_some(self.code_rate)
+    }
+
+    /// Counts an allocation and runs the sampling countdown.
+    #[inline(always)]
+    fn after_alloc(&self, ptr: *mut u8, size: usize) {
+        if reentrancy::is_busy() {
+            tracker_memory::on_alloc(size);
+            return;
+        }
+        counters::on_alloc(size);
+        if sampler::countdown_expired(size) {
+            self.at_sample_point(ptr, size);
+        }
+    }
+
+    /// Counts a free and removes its sample, if it has one. Runs before the inner free, so
+    /// that the address cannot be handed out (and sampled) again while its old sample
+    /// is still in the table.
+    #[inline(always)]
+    fn before_free(&self, ptr: *mut u8, size: usize) {
+        if reentrancy::is_busy() {
+            tracker_memory::on_free(size);
+            return;
+        }
+        counters::on_free(size);
+        if filter::may_be_sampled(ptr) {
+            forget_sample(ptr);
+        }
+    }
+
+    /// The countdown ran out: decide, and record the sample if this allocation is one.
+    #[cold]
+    #[inline(never)]
+    fn at_sample_point(&self, ptr: *mut u8, size: usize) {
+        let _guard = reentrancy::enter();
+        lifecycle::ensure_started();
+        let rate = config::effective_rate(self.code_rate());
+        RATE_IN_USE.store(rate, Ordering::Relaxed);
+        if let Some(weight) = sampler::expired(size, rate) {
+            let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
+            record_sample(ptr, size, weight, unwind);
+        }
+    }
+}
+
+/// The rate of the most recent sampling decision, for the report.
+static RATE_IN_USE: AtomicU64 = AtomicU64::new(UNSET_RATE);
+/// The unwinder of the most recent sample (0: none yet), for the report.
+static UNWIND_IN_USE: AtomicU8 = AtomicU8::new(0);
+
+/// The sampling rate in force, as the report states it.
+pub(crate) fn rate_in_use() -> u64 {
+    match RATE_IN_USE.load(Ordering::Relaxed) {
+        UNSET_RATE => config::effective_rate(None),
+        rate => rate,
+    }
+}
+
+/// The unwinder in use, as the report states it (`fp` or `dwarf`).
+pub(crate) fn unwinder_in_use() -> &'static str {
+    let unwind = Unwind::from_code(UNWIND_IN_USE.load(Ordering::Relaxed))
+        .unwrap_or_else(|| config::effective_unwind(None));
+    match unwind {
+        Unwind::FramePointer => "fp",
+        Unwind::Dwarf => "dwarf",
+        Unwind::Auto => capture::auto_verdict(),
+    }
+}
+
+/// Captures the stack and records a sample of the block at `ptr`. Runs as tracker code.
+fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
+    UNWIND_IN_USE.store(unwind.to_code(), Ordering::Relaxed);
+    let frames = capture::capture(unwind, config::depth());
+    let stack = stacks::record_alloc(frames.as_slice(), size, weight, config::max_stacks());
+    let sample = Sample {
+        size,
+        weight,
+        stack,
+        born_ns: clock::since_start_ns(),
+    };
+    if samples::insert(ptr as usize, sample) {
+        filter::add(ptr);
+    } else {
+        // Keep the stack's figures consistent with the table: the sample was not kept.
+        stacks::record_free(stack, size, weight);
+    }
+}
+
+/// Removes the sample at `ptr`, if there is one, and updates its stack's figures.
+#[cold]
+#[inline(never)]
+fn forget_sample(ptr: *mut u8) {
+    let _guard = reentrancy::enter();
+    if let Some(sample) = samples::remove(ptr as usize) {
+        filter::remove(ptr);
+        stacks::record_free(sample.stack, sample.size, sample.weight);
+    }
+}
+
+// SAFETY: every method forwards to `inner` with the caller's arguments unchanged, so the
+// inner allocator's guarantees (alignment, size, validity) are what the caller gets. The
+// hooks only read the pointer's address and the layout's size: they never touch the block.
+// They cannot panic, and they cannot re-enter themselves: tracker code runs under the
+// reentrancy guard, whose allocations go straight to `inner`.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracker<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
+        let ptr = unsafe { self.inner.alloc(layout) };
+        if !ptr.is_null() {
+            self.after_alloc(ptr, layout.size());
+        }
+        ptr
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract for `layout`.
+        let ptr = unsafe { self.inner.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            self.after_alloc(ptr, layout.size());
+        }
+        ptr
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.before_free(ptr, layout.size());
+        // SAFETY: the caller guarantees `ptr` came from this allocator with `layout`; we
+        // passed both to `inner` unchanged when it was allocated.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if reentrancy::is_busy() {
+            // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+            let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+            if !new.is_null() {
+                tracker_memory::on_free(layout.size());
+                tracker_memory::on_alloc(new_size);
+            }
+            return new;
+        }
+        // Take the old block's sample out first: once `inner` frees the old address, another
+        // thread may be handed it and sample it.
+        let old_sample = if filter::may_be_sampled(ptr) {
+            take_sample(ptr)
+        } else {
+            None
+        };
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if new.is_null() {
+            // The old block is still the program's: put its sample back.
+            if let Some(sample) = old_sample {
+                restore_sample(ptr, sample);
+            }
+            return new;
+        }
+        if let Some(sample) = old_sample {
+            settle_sample(ptr, sample);
+        }
+        counters::on_free(layout.size());
+        counters::on_alloc(new_size);
+        if sampler::countdown_expired(new_size) {
+            self.at_sample_point(new, new_size);
+        }
+        new
+    }
+}
+
+/// Takes the sample at `ptr` out of the table (its filter count and figures stay until
+/// [`settle_sample`] or [`restore_sample`]).
+#[cold]
+#[inline(never)]
+fn take_sample(ptr: *mut u8) -> Option<Sample> {
+    let _guard = reentrancy::enter();
+    samples::remove(ptr as usize)
+}
+
+/// Finishes removing a sample taken by [`take_sample`]: its block is gone.
+#[cold]
+#[inline(never)]
+fn settle_sample(ptr: *mut u8, sample: Sample) {
+    let _guard = reentrancy::enter();
+    filter::remove(ptr);
+    stacks::record_free(sample.stack, sample.size, sample.weight);
+}
+
+/// Puts back a sample taken by [`take_sample`]: its block is still live.
+#[cold]
+#[inline(never)]
+fn restore_sample(ptr: *mut u8, sample: Sample) {
+    let _guard = reentrancy::enter();
+    if !samples::insert(ptr as usize, sample) {
+        settle_sample(ptr, sample);
+    }
+}

@@ -1,0 +1,30 @@
+//! A monotonic clock readable from the allocator: `clock_gettime` through the vDSO, no
+//! allocation, no lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static START_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Nanoseconds on the monotonic clock.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always supported.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Records the tracker's start time (the first call wins).
+pub(crate) fn mark_start() {
+    let _ = START_NS.compare_exchange(0, monotonic_ns(), Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// Nanoseconds since the tracker started.
+pub(crate) fn since_start_ns() -> u64 {
+    mark_start();
+    monotonic_ns().saturating_sub(START_NS.load(Ordering::Relaxed))
+}

@@ -1,0 +1,352 @@
+//! Configuration: defaults in code, overridden by `ALLOC_TRACKER_*` environment variables,
+//! overridden by the runtime setters.
+//!
+//! The environment is read once, with `getenv(3)` (which takes no lock, unlike
+//! `std::env::var`, whose lock a thread inside `set_var` holds while it allocates). A bad
+//! value prints one line on stderr and the default is used: configuration never stops the
+//! host program.
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+/// Mean bytes between samples when nothing else is configured (512 KiB, as Go and tcmalloc).
+pub const DEFAULT_SAMPLE_RATE: u64 = 512 * 1024;
+/// Frames kept per stack when nothing else is configured.
+pub const DEFAULT_DEPTH: usize = 64;
+/// The most frames a stack may keep (`ALLOC_TRACKER_DEPTH` is capped here).
+pub const MAX_DEPTH: usize = 128;
+/// Distinct stacks kept when nothing else is configured; later ones are counted together
+/// as `[other stacks]`.
+pub const DEFAULT_MAX_STACKS: usize = 16_384;
+
+/// How stacks are captured at a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unwind {
+    /// Walk the frame-pointer chain: about 1 ns a frame; needs code built with
+    /// `-C force-frame-pointers=yes` to see every frame.
+    FramePointer,
+    /// DWARF unwinding through the `backtrace` crate: about 100 ns a frame, always right.
+    Dwarf,
+    /// Frame pointers while they agree with DWARF unwinding on checked samples (the first
+    /// 32, then one in 1024); DWARF for good after the first disagreement.
+    Auto,
+}
+
+impl Unwind {
+    pub(crate) const fn to_code(self) -> u8 {
+        match self {
+            Unwind::FramePointer => 1,
+            Unwind::Dwarf => 2,
+            Unwind::Auto => 3,
+        }
+    }
+
+    pub(crate) const fn from_code(code: u8) -> Option<Unwind> {
+        match code {
+            1 => Some(Unwind::FramePointer),
+            2 => Some(Unwind::Dwarf),
+            3 => Some(Unwind::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// Where the exit report goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// The text report, on standard error.
+    Stderr,
+    /// The JSON report, to this file.
+    Json(PathBuf),
+}
+
+/// The settings read from the environment; `None` where a variable is unset or invalid.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EnvSettings {
+    pub(crate) rate: Option<u64>,
+    pub(crate) report: Option<Vec<Destination>>,
+    pub(crate) depth: Option<usize>,
+    pub(crate) unwind: Option<Unwind>,
+    pub(crate) max_stacks: Option<usize>,
+}
+
+static ENV: OnceLock<EnvSettings> = OnceLock::new();
+
+/// Marks "no value set" in the runtime overrides.
+const UNSET: u64 = u64::MAX;
+static RUNTIME_RATE: AtomicU64 = AtomicU64::new(UNSET);
+static RUNTIME_UNWIND: AtomicU8 = AtomicU8::new(0);
+
+/// The environment settings, read (and warned about) on first use.
+pub(crate) fn env() -> &'static EnvSettings {
+    ENV.get_or_init(|| {
+        let (settings, warnings) = parse_env(|name| {
+            let name = std::ffi::CString::new(name).ok()?;
+            // SAFETY: `name` is NUL-terminated; getenv returns NULL or a NUL-terminated
+            // string that stays valid while nobody calls setenv for the same name, and we
+            // copy it out at once.
+            let value = unsafe { libc::getenv(name.as_ptr()) };
+            if value.is_null() {
+                return None;
+            }
+            // SAFETY: non-null results of getenv are NUL-terminated C strings.
+            Some(unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
+        });
+        for warning in warnings {
+            crate::output::warn(&warning);
+        }
+        settings
+    })
+}
+
+/// Reads every `ALLOC_TRACKER_*` variable through `lookup`; returns the settings and one
+/// warning line per bad value.
+pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut read = |name: &str, parse: &dyn Fn(&str) -> Result<_, String>| {
+        let value = lookup(name)?;
+        parse(&value)
+            .map_err(|why| warnings.push(format!("ignoring {name}={value:?}: {why}")))
+            .ok()
+    };
+    let rate = read("ALLOC_TRACKER_RATE", &|v| Ok(Setting::Rate(parse_bytes(v)?)));
+    let depth = read("ALLOC_TRACKER_DEPTH", &|v| {
+        Ok(Setting::Count(parse_count(v, 1, MAX_DEPTH)?))
+    });
+    let unwind = read("ALLOC_TRACKER_UNWIND", &|v| Ok(Setting::Unwind(parse_unwind(v)?)));
+    let max_stacks = read("ALLOC_TRACKER_MAX_STACKS", &|v| {
+        Ok(Setting::Count(parse_count(v, 1, 1 << 24)?))
+    });
+    let report = read("ALLOC_TRACKER_REPORT", &|v| {
+        let (destinations, skipped) = parse_report(v)?;
+        Ok(Setting::Report(destinations, skipped))
+    });
+    let mut settings = EnvSettings::default();
+    if let Some(Setting::Rate(bytes)) = rate {
+        settings.rate = Some(bytes);
+    }
+    if let Some(Setting::Count(frames)) = depth {
+        settings.depth = Some(frames);
+    }
+    if let Some(Setting::Unwind(unwind)) = unwind {
+        settings.unwind = Some(unwind);
+    }
+    if let Some(Setting::Count(stacks)) = max_stacks {
+        settings.max_stacks = Some(stacks);
+    }
+    if let Some(Setting::Report(destinations, skipped)) = report {
+        settings.report = Some(destinations);
+        warnings.extend(skipped);
+    }
+    (settings, warnings)
+}
+
+/// One parsed variable's value.
+enum Setting {
+    Rate(u64),
+    Count(usize),
+    Unwind(Unwind),
+    Report(Vec<Destination>, Vec<String>),
+}
+
+/// Parses a byte count: a whole number with an optional `k`/`m`/`g` (×1024) suffix, e.g.
+/// `524288`, `512k`, `512KiB`, `1m`.
+pub(crate) fn parse_bytes(value: &str) -> Result<u64, String> {
+    let value = value.trim();
+    let lower = value.to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => lower.split_at(at),
+        None => (lower.as_str(), ""),
+    };
+    let multiplier: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err("expected a byte count such as 524288 or 512k".into()),
+    };
+    if digits.is_empty() {
+        return Err("expected a byte count such as 524288 or 512k".into());
+    }
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| "the number is too large".to_string())?;
+    number
+        .checked_mul(multiplier)
+        .filter(|&bytes| bytes <= 1 << 50)
+        .ok_or_else(|| "the rate is larger than 1 PiB".to_string())
+}
+
+fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
+    let number: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number from {min} to {max}"))?;
+    if (min..=max).contains(&number) {
+        Ok(number)
+    } else {
+        Err(format!("expected a whole number from {min} to {max}"))
+    }
+}
+
+fn parse_unwind(value: &str) -> Result<Unwind, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "fp" => Ok(Unwind::FramePointer),
+        "dwarf" => Ok(Unwind::Dwarf),
+        "auto" => Ok(Unwind::Auto),
+        _ => Err("expected fp, dwarf or auto".into()),
+    }
+}
+
+/// Parses the destination list; entries it cannot serve are skipped with a warning each.
+fn parse_report(value: &str) -> Result<(Vec<Destination>, Vec<String>), String> {
+    let entries: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Err("expected stderr, off, or file paths ending in .json".into());
+    }
+    if entries.contains(&"off") {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut destinations = Vec::new();
+    let mut skipped = Vec::new();
+    for entry in entries {
+        if entry == "stderr" {
+            destinations.push(Destination::Stderr);
+        } else if entry.ends_with(".json") && !entry.ends_with(".dhat.json") {
+            destinations.push(Destination::Json(PathBuf::from(entry)));
+        } else {
+            skipped.push(format!(
+                "ignoring report destination {entry:?}: this build writes stderr (text) and *.json"
+            ));
+        }
+    }
+    Ok((destinations, skipped))
+}
+
+/// Sets the sampling rate for every tracker from now on, overriding code and environment.
+pub(crate) fn set_runtime_rate(bytes: u64) {
+    RUNTIME_RATE.store(bytes.min(1 << 50), Ordering::Relaxed);
+}
+
+/// Sets the unwinder for every tracker from now on, overriding code and environment.
+pub(crate) fn set_runtime_unwind(unwind: Unwind) {
+    RUNTIME_UNWIND.store(unwind.to_code(), Ordering::Relaxed);
+}
+
+/// The rate in force for a tracker whose code asked for `code_rate` (`None`: nothing).
+pub(crate) fn effective_rate(code_rate: Option<u64>) -> u64 {
+    let runtime = RUNTIME_RATE.load(Ordering::Relaxed);
+    if runtime != UNSET {
+        return runtime;
+    }
+    env()
+        .rate
+        .or(code_rate)
+        .unwrap_or(DEFAULT_SAMPLE_RATE)
+}
+
+/// The unwinder in force for a tracker whose code asked for `code_unwind`.
+pub(crate) fn effective_unwind(code_unwind: Option<Unwind>) -> Unwind {
+    Unwind::from_code(RUNTIME_UNWIND.load(Ordering::Relaxed))
+        .or(env().unwind)
+        .or(code_unwind)
+        .unwrap_or(Unwind::Auto)
+}
+
+/// Frames kept per stack.
+pub(crate) fn depth() -> usize {
+    env().depth.unwrap_or(DEFAULT_DEPTH)
+}
+
+/// Distinct stacks kept before the rest are pooled as `[other stacks]`.
+pub(crate) fn max_stacks() -> usize {
+    env().max_stacks.unwrap_or(DEFAULT_MAX_STACKS)
+}
+
+/// Where the exit report goes.
+pub(crate) fn destinations() -> Vec<Destination> {
+    env()
+        .report
+        .clone()
+        .unwrap_or_else(|| vec![Destination::Stderr])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> (EnvSettings, Vec<String>) {
+        parse_env(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn byte_counts_take_suffixes() {
+        assert_eq!(parse_bytes("524288"), Ok(524288));
+        assert_eq!(parse_bytes("512k"), Ok(524288));
+        assert_eq!(parse_bytes(" 512KiB "), Ok(524288));
+        assert_eq!(parse_bytes("1m"), Ok(1 << 20));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("1"), Ok(1));
+    }
+
+    #[test]
+    fn bad_byte_counts_are_rejected() {
+        for bad in ["", "-1", "abc", "1.5k", "12q", "99999999999999999999999", "2000000g"] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn good_environment_is_read() {
+        let (settings, warnings) = parse(&[
+            ("ALLOC_TRACKER_RATE", "1"),
+            ("ALLOC_TRACKER_DEPTH", "16"),
+            ("ALLOC_TRACKER_UNWIND", "dwarf"),
+            ("ALLOC_TRACKER_REPORT", "stderr, out/heap.json"),
+        ]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(settings.rate, Some(1));
+        assert_eq!(settings.depth, Some(16));
+        assert_eq!(settings.unwind, Some(Unwind::Dwarf));
+        assert_eq!(
+            settings.report,
+            Some(vec![
+                Destination::Stderr,
+                Destination::Json(PathBuf::from("out/heap.json"))
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_environment_warns_once_per_variable_and_falls_back() {
+        let (settings, warnings) = parse(&[
+            ("ALLOC_TRACKER_RATE", "lots"),
+            ("ALLOC_TRACKER_DEPTH", "0"),
+            ("ALLOC_TRACKER_UNWIND", "magic"),
+            ("ALLOC_TRACKER_REPORT", ""),
+            ("ALLOC_TRACKER_MAX_STACKS", "-5"),
+        ]);
+        assert_eq!(settings, EnvSettings::default());
+        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        assert!(warnings[0].contains("ALLOC_TRACKER_RATE=\"lots\""));
+    }
+
+    #[test]
+    fn off_silences_the_report_and_unknown_formats_are_skipped() {
+        let (settings, _) = parse(&[("ALLOC_TRACKER_REPORT", "off")]);
+        assert_eq!(settings.report, Some(vec![]));
+        let (settings, warnings) = parse(&[("ALLOC_TRACKER_REPORT", "heap.txt,stderr")]);
+        assert_eq!(settings.report, Some(vec![Destination::Stderr]));
+        assert_eq!(warnings.len(), 1);
+    }
+}

@@ -1,0 +1,149 @@
+//! The terminal report: a header of totals and gauges, then the sites ranked by live bytes,
+//! then the stacks of the top few.
+
+use crate::report::{Report, Site};
+use std::fmt::Write;
+
+/// Sites listed in the table.
+const TABLE_ROWS: usize = 20;
+/// Sites whose stack is printed below the table.
+const STACKS_SHOWN: usize = 3;
+/// Frames printed per stack.
+const FRAMES_SHOWN: usize = 12;
+
+/// `1536` → `"1.5 KiB"`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `1234567` → `"1,234,567"`.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn rate_line(rate: u64) -> String {
+    match rate {
+        0 => "sampling off: per-site figures are empty".to_string(),
+        1 => "exact mode: every allocation recorded".to_string(),
+        r => format!(
+            "one sample per {} allocated on average: per-site figures are estimates",
+            human_bytes(r)
+        ),
+    }
+}
+
+impl Report {
+    /// The report as text for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let t = &self.totals;
+        let _ = writeln!(
+            out,
+            "== alloc-tracker: {} live in {} allocations (peak {}) after {:.1} s ==",
+            human_bytes(t.live_bytes),
+            grouped(t.live_allocs),
+            human_bytes(t.peak_live_bytes),
+            self.uptime_ms as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "allocated {} in {} allocations, {} freed; {}",
+            human_bytes(t.alloc_bytes),
+            grouped(t.allocs),
+            grouped(t.frees),
+            rate_line(self.sample_rate)
+        );
+        let gauge = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map(f).unwrap_or("n/a".into());
+        let _ = writeln!(
+            out,
+            "process: {} threads, {} open fds, {} resident; tracker: {} in {} stacks ({} unwinding){}",
+            gauge(self.process.threads, &|n| n.to_string()),
+            gauge(self.process.open_fds, &|n| n.to_string()),
+            gauge(self.process.rss_bytes, &human_bytes),
+            human_bytes(self.tracker.bytes),
+            grouped(self.tracker.stacks),
+            if self.tracker.unwinder.is_empty() { "?" } else { &self.tracker.unwinder },
+            match (self.tracker.dropped_samples, self.tracker.pooled_samples) {
+                (0, 0) => String::new(),
+                (d, p) => format!("; {d} samples dropped, {p} pooled in [other stacks]"),
+            }
+        );
+        let live: Vec<&Site> = self.sites.iter().filter(|s| s.figures.live_bytes > 0).collect();
+        if live.is_empty() {
+            let _ = writeln!(out, "\nno sampled allocation is live");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "\n{:>4}  {:>10}  {:>6}  {:>11}  site",
+            "rank", "live MiB", "% live", "objects"
+        );
+        let total_live = t.live_bytes.max(1) as f64;
+        for (rank, site) in live.iter().take(TABLE_ROWS).enumerate() {
+            let _ = writeln!(
+                out,
+                "{:>4}  {:>10.3}  {:>5.1}%  {:>11}  {}  {}",
+                rank + 1,
+                site.figures.live_bytes as f64 / (1024.0 * 1024.0),
+                100.0 * site.figures.live_bytes as f64 / total_live,
+                grouped(site.figures.live_allocs),
+                site.site.function,
+                site.site.file_line()
+            );
+        }
+        if live.len() > TABLE_ROWS {
+            let rest: u64 = live[TABLE_ROWS..].iter().map(|s| s.figures.live_bytes).sum();
+            let _ = writeln!(
+                out,
+                "      … {} more sites hold {}",
+                live.len() - TABLE_ROWS,
+                human_bytes(rest)
+            );
+        }
+        for (rank, site) in live.iter().take(STACKS_SHOWN).enumerate() {
+            let _ = writeln!(out, "\n#{} {} ({}):", rank + 1, site.site.function, site.site.file_line());
+            for frame in site.frames.iter().take(FRAMES_SHOWN) {
+                let marker = if frame == &site.site { "→" } else { " " };
+                let _ = writeln!(out, "   {marker} {}  {}", frame.function, frame.file_line());
+            }
+            if site.frames.len() > FRAMES_SHOWN {
+                let _ = writeln!(out, "     … {} more frames", site.frames.len() - FRAMES_SHOWN);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(48 << 20), "48.0 MiB");
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(1234567), "1,234,567");
+        assert_eq!(grouped(100), "100");
+    }
+}

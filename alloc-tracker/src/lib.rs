@@ -1,0 +1,155 @@
+//! # alloc-tracker
+//!
+//! A heap profiler that lives inside a Rust program: install [`Tracker`] as the global
+//! allocator, run the program, and read on exit which lines of it still hold memory, how
+//! much, and through which stack. It is built to find *long-lived reference leaks*: memory
+//! the program can still reach but no longer needs.
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
+//!
+//! fn main() {
+//!     // ... the program ...
+//! } // the report is written to stderr at exit
+//! ```
+//!
+//! ## How it works
+//!
+//! * **Exact totals** ([`stats`]): every allocation and free is counted in per-thread
+//!   counters (no lock, no shared cache line on the hot path).
+//! * **Sampling**: about one allocation per [`DEFAULT_SAMPLE_RATE`] bytes (512 KiB) is
+//!   sampled with its stack, Poisson over bytes like Go and tcmalloc. Each sample carries
+//!   its own weight, so per-site estimates are unbiased. Rate `1` records every allocation
+//!   exactly; `0` turns sampling off.
+//! * **Cheap frees**: a free checks one byte of a counting filter; only pointers that may
+//!   have been sampled reach the sample table.
+//! * **Symbols at report time only**: stacks are raw addresses until a report is made.
+//! * **The site** of a stack is its first frame in the program's own code (not the tracker,
+//!   not `std`/`alloc`/`core`, not a dependency from the registry): the line to fix.
+//!
+//! ## Configuration (the environment overrides code)
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `ALLOC_TRACKER_RATE` | mean bytes between samples (`512k`, `1m` work); `1` = every allocation; `0` = off | `524288` |
+//! | `ALLOC_TRACKER_REPORT` | comma list of exit-report destinations: `stderr`, `off`, or `*.json` paths | `stderr` |
+//! | `ALLOC_TRACKER_DEPTH` | most frames kept per stack (1–128) | `64` |
+//! | `ALLOC_TRACKER_UNWIND` | `fp`, `dwarf` or `auto` (see [`Unwind`]) | `auto` |
+//! | `ALLOC_TRACKER_MAX_STACKS` | distinct stacks kept; the rest pool in `[other stacks]` | `16384` |
+//!
+//! A bad value prints one line on stderr and the default is used.
+//!
+//! ## When the report is written
+//!
+//! On return from `main`, `std::process::exit` from any thread, a panic that ends the
+//! program, and SIGINT/SIGTERM (when the program installs no handler of its own). Programs
+//! that end otherwise can call [`write_report`] first. `fork` children write their own
+//! report, with their pid in file names.
+//!
+//! ## Safety of the host
+//!
+//! The allocation path never panics, never blocks on anything but the tracker's short
+//! sharded locks, and never recurses: the tracker's own allocations bypass it (and are
+//! reported as `tracker.bytes`, not as the program's memory).
+
+mod alloc;
+mod capture;
+mod clock;
+mod config;
+mod counters;
+pub mod export;
+mod filter;
+mod lifecycle;
+mod output;
+mod process;
+mod reentrancy;
+mod report;
+mod samples;
+pub mod sampler;
+mod spin;
+mod stacks;
+mod symbolize;
+mod tracker_memory;
+
+pub use crate::alloc::Tracker;
+pub use crate::config::{Unwind, DEFAULT_SAMPLE_RATE};
+pub use crate::counters::Stats;
+pub use crate::export::json::ReadError;
+pub use crate::process::ProcessGauges;
+pub use crate::report::{Figures, Report, Site, Stack, TrackerFigures, FORMAT, VERSION};
+pub use crate::symbolize::Location;
+
+/// The exact totals so far: live bytes and allocations, peak, bytes and allocations made,
+/// frees. Cheap (a sum over per-thread counters); allocates nothing.
+///
+/// ```
+/// let stats = alloc_tracker::stats();
+/// assert!(stats.live_allocs <= stats.allocs);
+/// ```
+pub fn stats() -> Stats {
+    counters::totals()
+}
+
+/// Sets the sampling rate of every tracker: mean bytes between samples, `1` for every
+/// allocation, `0` for none. Overrides code and `ALLOC_TRACKER_RATE`. Takes effect at once
+/// on this thread; other threads switch at their next sampling decision (on average after
+/// the old rate's worth of their allocations). Samples keep the weight of the rate they
+/// were taken at, so estimates stay unbiased across the change.
+pub fn set_sample_rate(bytes: u64) {
+    config::set_runtime_rate(bytes);
+    sampler::restart_countdown();
+}
+
+/// The sampling rate in force (mean bytes between samples).
+pub fn sample_rate() -> u64 {
+    alloc::rate_in_use()
+}
+
+/// Sets the unwinder of every tracker, overriding code and `ALLOC_TRACKER_UNWIND`.
+pub fn set_unwind(unwind: Unwind) {
+    config::set_runtime_unwind(unwind);
+}
+
+/// A report of the heap now: exact totals, every allocation site with its estimated live
+/// and allocated bytes and objects, its stacks, and process gauges.
+///
+/// The first report of a process loads debug info to symbolize (milliseconds); later ones
+/// reuse what they resolved. The returned value is the caller's memory (it is counted as
+/// the program's, at the caller's line).
+pub fn report() -> Report {
+    let internal = reentrancy::untracked(build_report);
+    let report = internal.clone();
+    reentrancy::untracked(move || drop(internal));
+    report
+}
+
+/// Writes the report to the destinations of `ALLOC_TRACKER_REPORT` now (stderr by
+/// default), for programs that end in a way the exit report does not cover. The exit
+/// report is still written at exit.
+pub fn write_report() {
+    lifecycle::write_report_now();
+}
+
+/// Builds a report from the tables. Must run as tracker code.
+pub(crate) fn build_report() -> Report {
+    let totals = counters::totals();
+    let tracker = TrackerFigures {
+        bytes: 0,
+        stacks: stacks::count() as u64,
+        dropped_samples: samples::dropped(),
+        pooled_samples: stacks::pooled_samples(),
+        unwinder: alloc::unwinder_in_use().to_string(),
+    };
+    let mut report = report::build(
+        alloc::rate_in_use(),
+        clock::since_start_ns() / 1_000_000,
+        totals,
+        process::read(),
+        tracker,
+        stacks::snapshot(),
+    );
+    // Measured last, so that it includes what symbolizing just cost.
+    report.tracker.bytes = tracker_memory::live_bytes();
+    report
+}

@@ -1,0 +1,121 @@
+//! A minimal lock that never allocates and can be held across `fork`.
+//!
+//! The tracker's tables are sharded so that each lock is held for a few hundred nanoseconds
+//! by whichever thread records or removes a sample; a spin-then-yield lock suits that and,
+//! unlike `std::sync::Mutex` guards or `parking_lot` (which allocates while holding its
+//! bucket locks), lets the fork handlers take every lock before `fork` and release it in
+//! both processes after ([`SpinLock::lock_raw`] / [`SpinLock::unlock_raw`]).
+
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A mutual-exclusion lock that spins briefly, then yields the CPU.
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out `&mut T` to one thread at a time (acquire/release on `locked`),
+// so sharing a `SpinLock<T>` between threads is sound whenever `T` may be sent between them.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// A new, unlocked lock.
+    pub(crate) const fn new(value: T) -> Self {
+        Self {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Takes the lock, waiting as long as it takes.
+    #[inline]
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        self.lock_raw();
+        SpinGuard { lock: self }
+    }
+
+    /// Takes the lock without a guard; pair with [`SpinLock::unlock_raw`].
+    pub(crate) fn lock_raw(&self) {
+        let mut spins = 0u32;
+        loop {
+            if !self.locked.load(Ordering::Relaxed)
+                && self
+                    .locked
+                    .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Releases a lock taken with [`SpinLock::lock_raw`].
+    ///
+    /// # Safety
+    /// The lock must be held, and nothing may still use a `SpinGuard` of it. After `fork`,
+    /// the child may release locks that its parent's threads held: no other thread exists.
+    pub(crate) unsafe fn unlock_raw(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Access to the locked value; releases the lock on drop.
+pub(crate) struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while this thread holds the lock.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard exists only while this thread holds the lock, and `&mut self`
+        // makes this the only live reference through it.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: this guard took the lock and is the only user of it.
+        unsafe { self.lock.unlock_raw() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn excludes_concurrent_writers() {
+        let lock = Arc::new(SpinLock::new(0u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let lock = Arc::clone(&lock);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        *lock.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(*lock.lock(), 40_000);
+    }
+}

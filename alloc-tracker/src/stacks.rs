@@ -1,0 +1,269 @@
+//! The stack table: each distinct stack (raw return addresses) gets an id and running
+//! per-stack figures, updated at every sample and every free of a sampled block.
+//!
+//! Sharded by the stack's hash; a stack id names its shard and its slot, so a free goes
+//! straight to its record. The number of stacks is capped ([`crate::config`]'s
+//! `ALLOC_TRACKER_MAX_STACKS`): later stacks are pooled in one `[other stacks]` record, so
+//! nothing is lost from the sums, and the pooling is counted.
+
+use crate::spin::SpinLock;
+use hashbrown::HashTable;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Names a stack: shard in the top bits, slot in the rest; [`OTHER_STACKS`] for the pool.
+pub(crate) type StackId = u32;
+
+/// The id of the pooled record for stacks beyond the cap.
+pub(crate) const OTHER_STACKS: StackId = u32::MAX;
+
+const SHARD_BITS: u32 = 5;
+const SHARDS: usize = 1 << SHARD_BITS;
+const SLOT_BITS: u32 = 32 - SHARD_BITS;
+
+/// Running estimates for one stack (weighted by the samples' Horvitz–Thompson weights).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct StackStats {
+    pub(crate) live_bytes: f64,
+    pub(crate) live_allocs: f64,
+    pub(crate) peak_live_bytes: f64,
+    pub(crate) alloc_bytes: f64,
+    pub(crate) allocs: f64,
+    pub(crate) live_samples: u64,
+}
+
+impl StackStats {
+    fn add(&mut self, size: usize, weight: f64) {
+        self.live_bytes += weight * size as f64;
+        self.live_allocs += weight;
+        self.alloc_bytes += weight * size as f64;
+        self.allocs += weight;
+        self.live_samples += 1;
+        self.peak_live_bytes = self.peak_live_bytes.max(self.live_bytes);
+    }
+
+    fn remove(&mut self, size: usize, weight: f64) {
+        self.live_bytes -= weight * size as f64;
+        self.live_allocs -= weight;
+        self.live_samples = self.live_samples.saturating_sub(1);
+        if self.live_samples == 0 {
+            // Clear rounding residue: nothing sampled is live.
+            self.live_bytes = 0.0;
+            self.live_allocs = 0.0;
+        }
+    }
+}
+
+struct Record {
+    hash: u64,
+    frames: Box<[usize]>,
+    stats: StackStats,
+}
+
+struct Shard {
+    index: HashTable<u32>,
+    records: Vec<Record>,
+}
+
+static SHARD_TABLE: [SpinLock<Shard>; SHARDS] = [const {
+    SpinLock::new(Shard {
+        index: HashTable::new(),
+        records: Vec::new(),
+    })
+}; SHARDS];
+static OTHER: SpinLock<StackStats> = SpinLock::new(StackStats {
+    live_bytes: 0.0,
+    live_allocs: 0.0,
+    peak_live_bytes: 0.0,
+    alloc_bytes: 0.0,
+    allocs: 0.0,
+    live_samples: 0,
+});
+static STACK_COUNT: AtomicUsize = AtomicUsize::new(0);
+static POOLED_SAMPLES: AtomicU64 = AtomicU64::new(0);
+
+/// FNV-style mixing of the return addresses; good enough to spread stacks over shards and
+/// buckets (equality is always checked on the frames themselves).
+pub(crate) fn hash_frames(frames: &[usize]) -> u64 {
+    let mut hash = 0xCBF2_9CE4_8422_2325u64 ^ frames.len() as u64;
+    for &frame in frames {
+        hash = (hash ^ frame as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        hash ^= hash >> 29;
+    }
+    hash
+}
+
+/// Records a sample of `size` bytes and `weight` allocations at `frames`; returns the id
+/// the sample must carry to its free.
+pub(crate) fn record_alloc(frames: &[usize], size: usize, weight: f64, max_stacks: usize) -> StackId {
+    let hash = hash_frames(frames);
+    let shard_index = (hash >> (64 - SHARD_BITS)) as usize;
+    let mut shard = SHARD_TABLE[shard_index].lock();
+    let Shard { index, records } = &mut *shard;
+    let found = index
+        .find(hash, |&slot| {
+            let record = &records[slot as usize];
+            record.hash == hash && *record.frames == *frames
+        })
+        .copied();
+    let slot = match found {
+        Some(slot) => slot,
+        None => match add_record(index, records, hash, frames, max_stacks) {
+            Some(slot) => slot,
+            None => {
+                drop(shard);
+                POOLED_SAMPLES.fetch_add(1, Ordering::Relaxed);
+                OTHER.lock().add(size, weight);
+                return OTHER_STACKS;
+            }
+        },
+    };
+    records[slot as usize].stats.add(size, weight);
+    ((shard_index as u32) << SLOT_BITS) | slot
+}
+
+/// Adds a record for a new stack, unless the cap is reached or memory is short.
+fn add_record(
+    index: &mut HashTable<u32>,
+    records: &mut Vec<Record>,
+    hash: u64,
+    frames: &[usize],
+    max_stacks: usize,
+) -> Option<u32> {
+    if STACK_COUNT.fetch_add(1, Ordering::Relaxed) >= max_stacks
+        || records.len() >= (1 << SLOT_BITS) - 1
+    {
+        STACK_COUNT.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    let mut kept: Vec<usize> = Vec::new();
+    let reserved = kept.try_reserve_exact(frames.len()).is_ok()
+        && records.try_reserve(1).is_ok()
+        && index
+            .try_reserve(1, |&slot| records[slot as usize].hash)
+            .is_ok();
+    if !reserved {
+        STACK_COUNT.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    kept.extend_from_slice(frames);
+    let slot = records.len() as u32;
+    records.push(Record {
+        hash,
+        frames: kept.into_boxed_slice(),
+        stats: StackStats::default(),
+    });
+    index.insert_unique(hash, slot, |&slot| records[slot as usize].hash);
+    Some(slot)
+}
+
+/// Records the free of a sample taken at stack `id`.
+pub(crate) fn record_free(id: StackId, size: usize, weight: f64) {
+    if id == OTHER_STACKS {
+        OTHER.lock().remove(size, weight);
+        return;
+    }
+    let shard_index = (id >> SLOT_BITS) as usize;
+    let slot = (id & ((1 << SLOT_BITS) - 1)) as usize;
+    if let Some(shard) = SHARD_TABLE.get(shard_index) {
+        if let Some(record) = shard.lock().records.get_mut(slot) {
+            record.stats.remove(size, weight);
+        }
+    }
+}
+
+/// One stack's frames and figures, copied out of the table.
+pub(crate) struct StackSnapshot {
+    pub(crate) id: StackId,
+    pub(crate) frames: Vec<usize>,
+    pub(crate) stats: StackStats,
+}
+
+/// Copies every stack out (and the `[other stacks]` pool, with no frames, if it was used).
+pub(crate) fn snapshot() -> Vec<StackSnapshot> {
+    let mut stacks = Vec::new();
+    for (shard_index, shard) in SHARD_TABLE.iter().enumerate() {
+        let shard = shard.lock();
+        stacks.extend(shard.records.iter().enumerate().map(|(slot, record)| StackSnapshot {
+            id: ((shard_index as u32) << SLOT_BITS) | slot as u32,
+            frames: record.frames.to_vec(),
+            stats: record.stats,
+        }));
+    }
+    if POOLED_SAMPLES.load(Ordering::Relaxed) > 0 {
+        stacks.push(StackSnapshot {
+            id: OTHER_STACKS,
+            frames: Vec::new(),
+            stats: *OTHER.lock(),
+        });
+    }
+    stacks
+}
+
+/// Distinct stacks kept.
+pub(crate) fn count() -> usize {
+    STACK_COUNT.load(Ordering::Relaxed)
+}
+
+/// Samples pooled in `[other stacks]` because the table was at its cap.
+pub(crate) fn pooled_samples() -> u64 {
+    POOLED_SAMPLES.load(Ordering::Relaxed)
+}
+
+/// Takes every lock of the table (before `fork`).
+pub(crate) fn lock_all() {
+    for shard in &SHARD_TABLE {
+        shard.lock_raw();
+    }
+    OTHER.lock_raw();
+}
+
+/// Releases every lock taken by [`lock_all`].
+///
+/// # Safety
+/// [`lock_all`] must have been called by this thread (or by the parent, in a fork child).
+pub(crate) unsafe fn unlock_all() {
+    // SAFETY: the caller guarantees that `lock_all` took these locks.
+    unsafe {
+        OTHER.unlock_raw();
+        for shard in &SHARD_TABLE {
+            shard.unlock_raw();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_follow_samples() {
+        let mut stats = StackStats::default();
+        stats.add(100, 2.0);
+        stats.add(50, 1.0);
+        assert_eq!(stats.live_bytes, 250.0);
+        assert_eq!(stats.peak_live_bytes, 250.0);
+        stats.remove(100, 2.0);
+        assert_eq!(stats.live_bytes, 50.0);
+        assert_eq!(stats.alloc_bytes, 250.0);
+        stats.remove(50, 1.0);
+        assert_eq!((stats.live_bytes, stats.live_samples), (0.0, 0));
+        assert_eq!(stats.peak_live_bytes, 250.0);
+    }
+
+    #[test]
+    fn same_frames_same_id_and_cap_pools_the_rest() {
+        let a = [1usize, 2, 3];
+        let id = record_alloc(&a, 10, 1.0, usize::MAX);
+        assert_eq!(record_alloc(&a, 10, 1.0, usize::MAX), id);
+        assert_ne!(record_alloc(&[1, 2, 4], 10, 1.0, usize::MAX), id);
+        // Past the cap, new stacks pool; known ones are still found.
+        let cap = count();
+        assert_eq!(record_alloc(&[9, 9, 9], 10, 1.0, cap), OTHER_STACKS);
+        assert_eq!(record_alloc(&a, 10, 1.0, cap), id);
+        record_free(OTHER_STACKS, 10, 1.0);
+        let snap = snapshot();
+        let mine = snap.iter().find(|s| s.id == id).unwrap();
+        assert_eq!(mine.stats.live_bytes, 30.0);
+        assert!(snap.iter().any(|s| s.id == OTHER_STACKS));
+    }
+}

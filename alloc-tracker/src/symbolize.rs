@@ -1,0 +1,267 @@
+//! Turning return addresses into functions, files and lines — only when a report is made,
+//! once per address, and never under a lock the allocation path takes.
+//!
+//! Each address may expand to several frames (functions inlined into the one that made the
+//! call), innermost first. Each frame is classified by where its source lives, which is what
+//! picks a stack's *site*: the first frame of the program's own code.
+
+use crate::spin::SpinLock;
+use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A source location: a function and, where debug info tells, its file and line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Location {
+    /// The demangled function name, without the trailing hash.
+    pub function: String,
+    /// The source file, as the compiler recorded it (relative to the workspace for the
+    /// program's own crates).
+    pub file: Option<String>,
+    /// The line in `file`.
+    pub line: Option<u32>,
+}
+
+impl Location {
+    /// A location with a function name only.
+    pub fn named(function: &str) -> Self {
+        Self {
+            function: function.to_string(),
+            file: None,
+            line: None,
+        }
+    }
+
+    /// `file:line`, or the function name where there is no file.
+    pub fn file_line(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => format!("{file}:{line}"),
+            (Some(file), None) => file.clone(),
+            _ => self.function.clone(),
+        }
+    }
+}
+
+/// Whose code a frame is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The program being profiled: where sites are found.
+    Program,
+    /// `std`, `alloc`, `core` and the crates they are built from (`/rustc/…`, `/rust/deps/…`),
+    /// and the C runtime (C sources, or glibc's `./csu/…`-style paths).
+    Std,
+    /// A dependency from the cargo registry or a git checkout.
+    Dependency,
+    /// This tracker (its own frames at the top of every stack, and the allocator shims).
+    Tracker,
+    /// No file known (no debug info).
+    Unknown,
+}
+
+/// One symbolized frame.
+#[derive(Clone, Debug)]
+pub(crate) struct Frame {
+    pub(crate) location: Location,
+    pub(crate) origin: Origin,
+}
+
+/// The tracker's own sources: frames from here are the tracker's.
+const TRACKER_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
+/// Whether `file` is one of this crate's sources: under its manifest directory, or at a
+/// path such as `alloc-tracker/src/…` or `…/alloc-tracker-0.1.0/src/…` (workspace builds
+/// record relative paths; registry builds versioned ones).
+fn is_tracker_source(file: &str) -> bool {
+    if file.starts_with(TRACKER_SOURCES) {
+        return true;
+    }
+    let parts: Vec<&str> = file.split('/').collect();
+    parts.windows(2).any(|pair| {
+        (pair[0] == "alloc-tracker" || pair[0].starts_with("alloc-tracker-")) && pair[1] == "src"
+    })
+}
+
+/// Whether `function` is one of the allocator shims the compiler generates for
+/// `#[global_allocator]` (their debug info points at the program's `static`).
+fn is_allocator_shim(function: &str) -> bool {
+    let function = function.strip_prefix("__rustc::").unwrap_or(function);
+    ["__rust_alloc", "__rust_dealloc", "__rust_realloc", "__rg_", "__rdl_"]
+        .iter()
+        .any(|prefix| function.starts_with(prefix))
+}
+
+/// Classifies a frame by its file, or by its name when there is no file.
+pub(crate) fn classify(function: &str, file: Option<&str>) -> Origin {
+    if is_allocator_shim(function) {
+        return Origin::Tracker;
+    }
+    match file {
+        Some(file) => {
+            let file = file.replace('\\', "/");
+            if is_tracker_source(&file) {
+                Origin::Tracker
+            } else if file.starts_with("/rustc/")
+                || file.contains("/rust/deps/")
+                || file.contains("/lib/rustlib/src/rust/")
+                || file.starts_with("./")
+                || [".c", ".h", ".S", ".s"].iter().any(|ext| file.ends_with(ext))
+            {
+                Origin::Std
+            } else if file.contains("/registry/src/")
+                || file.contains("/.cargo/git/checkouts/")
+                || file.contains("/cargo/git/checkouts/")
+            {
+                Origin::Dependency
+            } else {
+                Origin::Program
+            }
+        }
+        None if function.starts_with("alloc_tracker::") || function.starts_with("<alloc_tracker::") => {
+            Origin::Tracker
+        }
+        None => Origin::Unknown,
+    }
+}
+
+type Cache = HashMap<usize, Arc<[Frame]>>;
+static CACHE: SpinLock<Option<Cache>> = SpinLock::new(None);
+
+/// The frames at return address `address`, innermost first (cached).
+pub(crate) fn resolve(address: usize) -> Arc<[Frame]> {
+    let mut cache = CACHE.lock();
+    let cache = cache.get_or_insert_with(HashMap::default);
+    if let Some(frames) = cache.get(&address) {
+        return Arc::clone(frames);
+    }
+    let frames: Arc<[Frame]> = resolve_uncached(address).into();
+    cache.insert(address, Arc::clone(&frames));
+    frames
+}
+
+fn resolve_uncached(address: usize) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    // A return address points after the call; the call itself is one byte before.
+    let lookup = address.saturating_sub(1);
+    backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
+        let function = symbol
+            .name()
+            .map(|name| format!("{name:#}"))
+            .unwrap_or_else(|| format!("{address:#x}"));
+        let file = symbol
+            .filename()
+            .map(|path| path.to_string_lossy().into_owned());
+        let origin = classify(&function, file.as_deref());
+        frames.push(Frame {
+            location: Location {
+                function,
+                file,
+                line: symbol.lineno(),
+            },
+            origin,
+        });
+    });
+    if frames.is_empty() {
+        frames.push(Frame {
+            location: Location::named(&format!("{address:#x}")),
+            origin: Origin::Unknown,
+        });
+    }
+    frames
+}
+
+/// Drops the tracker's frames (and the allocator shims) from the top of a stack.
+pub(crate) fn trim_tracker_frames(frames: &[Frame]) -> &[Frame] {
+    match frames.iter().rposition(|f| f.origin == Origin::Tracker) {
+        // The tracker's frames are only ever at the top: stop at the first gap of 8 frames.
+        Some(last) if frames[..=last].iter().filter(|f| f.origin != Origin::Tracker).count() < 8 => {
+            &frames[last + 1..]
+        }
+        _ => frames,
+    }
+}
+
+/// The frame a user would fix: the first of the program's own code; else the first that is
+/// not `std`; else (memory `std` allocates for itself) the first `std` frame past the
+/// allocation machinery of `alloc`, `core` and the collections; else the first.
+pub(crate) fn pick_site(frames: &[Frame]) -> Option<&Frame> {
+    let is_machinery = |f: &&Frame| {
+        f.location.file.as_deref().is_some_and(|file| {
+            ["/library/alloc/", "/library/core/", "/rust/deps/"]
+                .iter()
+                .any(|dir| file.contains(dir))
+        })
+    };
+    frames
+        .iter()
+        .find(|f| f.origin == Origin::Program)
+        .or_else(|| frames.iter().find(|f| f.origin != Origin::Std))
+        .or_else(|| frames.iter().find(|f| !is_machinery(f)))
+        .or_else(|| frames.first())
+}
+
+/// Takes the cache lock (before `fork`).
+pub(crate) fn lock_all() {
+    CACHE.lock_raw();
+}
+
+/// Releases the lock taken by [`lock_all`].
+///
+/// # Safety
+/// [`lock_all`] must have been called by this thread (or by the parent, in a fork child).
+pub(crate) unsafe fn unlock_all() {
+    // SAFETY: the caller guarantees that `lock_all` took this lock.
+    unsafe { CACHE.unlock_raw() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, file: Option<&str>) -> Frame {
+        Frame {
+            location: Location {
+                function: function.into(),
+                file: file.map(Into::into),
+                line: Some(1),
+            },
+            origin: classify(function, file),
+        }
+    }
+
+    #[test]
+    fn classifies_by_source_path() {
+        assert_eq!(classify("x", Some("/rustc/abc/library/alloc/src/vec/mod.rs")), Origin::Std);
+        assert_eq!(classify("x", Some("/rust/deps/hashbrown-0.15.2/src/raw.rs")), Origin::Std);
+        assert_eq!(
+            classify("x", Some("/home/u/.cargo/registry/src/index.crates.io-1/regex-1.0/src/lib.rs")),
+            Origin::Dependency
+        );
+        assert_eq!(classify("x", Some("demos/src/cache.rs")), Origin::Program);
+        assert_eq!(classify("x", Some("./csu/../csu/libc-start.c")), Origin::Std);
+        assert_eq!(classify("x", Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc.rs"))), Origin::Tracker);
+        assert_eq!(classify("x", Some("alloc-tracker/src/alloc.rs")), Origin::Tracker);
+        assert_eq!(classify("__rust_alloc", None), Origin::Tracker);
+        assert_eq!(classify("__rust_alloc", Some("src/main.rs")), Origin::Tracker);
+        assert_eq!(classify("__rustc::__rust_realloc", Some("src/main.rs")), Origin::Tracker);
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/smoke.rs");
+        assert_eq!(classify("x", Some(example)), Origin::Program);
+        assert_eq!(classify("main", None), Origin::Unknown);
+    }
+
+    #[test]
+    fn site_is_the_first_program_frame_after_the_tracker() {
+        let stack = [
+            frame("alloc_tracker::capture", Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/capture.rs"))),
+            frame("__rust_alloc", None),
+            frame("alloc::raw_vec::grow", Some("/rustc/h/library/alloc/src/raw_vec.rs")),
+            frame("regex::compile", Some("/r/.cargo/registry/src/x/regex-1/src/lib.rs")),
+            frame("app::handler", Some("src/main.rs")),
+            frame("app::main", Some("src/main.rs")),
+        ];
+        let trimmed = trim_tracker_frames(&stack);
+        assert_eq!(trimmed[0].location.function, "alloc::raw_vec::grow");
+        assert_eq!(pick_site(trimmed).unwrap().location.function, "app::handler");
+        // Without program frames: the first frame outside std (the dependency).
+        assert_eq!(pick_site(&trimmed[..2]).unwrap().location.function, "regex::compile");
+    }
+}
