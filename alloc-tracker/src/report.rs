@@ -204,7 +204,10 @@ fn symbolize_stack(addresses: &[usize]) -> (Location, Vec<Location>) {
         .collect();
     let kept = symbolize::trim_tracker_frames(&frames);
     let site = symbolize::pick_site(kept)
-        .map(|frame| frame.location.clone())
+        .map(|frame| Location {
+            address: None,
+            ..frame.location.clone()
+        })
         .unwrap_or_else(|| Location::named("[unknown]"));
     (site, kept.iter().map(|f| f.location.clone()).collect())
 }

@@ -20,6 +20,10 @@ pub struct Location {
     pub file: Option<String>,
     /// The line in `file`.
     pub line: Option<u32>,
+    /// The return address this frame was resolved from (frames inlined at one call share
+    /// it, innermost first). Absent for sites, which name a line, not an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<u64>,
 }
 
 impl Location {
@@ -29,6 +33,7 @@ impl Location {
             function: function.to_string(),
             file: None,
             line: None,
+            address: None,
         }
     }
 
@@ -156,13 +161,17 @@ fn resolve_uncached(address: usize) -> Vec<Frame> {
                 function,
                 file,
                 line: symbol.lineno(),
+                address: Some(address as u64),
             },
             origin,
         });
     });
     if frames.is_empty() {
         frames.push(Frame {
-            location: Location::named(&format!("{address:#x}")),
+            location: Location {
+                address: Some(address as u64),
+                ..Location::named(&format!("{address:#x}"))
+            },
             origin: Origin::Unknown,
         });
     }
@@ -223,6 +232,7 @@ mod tests {
                 function: function.into(),
                 file: file.map(Into::into),
                 line: Some(1),
+                address: None,
             },
             origin: classify(function, file),
         }

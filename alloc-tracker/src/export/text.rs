@@ -122,7 +122,9 @@ impl Report {
         for (rank, site) in live.iter().take(STACKS_SHOWN).enumerate() {
             let _ = writeln!(out, "\n#{} {} ({}):", rank + 1, site.site.function, site.site.file_line());
             for frame in site.frames.iter().take(FRAMES_SHOWN) {
-                let marker = if frame == &site.site { "→" } else { " " };
+                let is_site = (&frame.function, &frame.file, frame.line)
+                    == (&site.site.function, &site.site.file, site.site.line);
+                let marker = if is_site { "→" } else { " " };
                 let _ = writeln!(out, "   {marker} {}  {}", frame.function, frame.file_line());
             }
             if site.frames.len() > FRAMES_SHOWN {

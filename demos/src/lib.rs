@@ -1,0 +1,1 @@
+//! Leak-pattern demos for alloc-tracker.
