@@ -5,7 +5,9 @@
 
 use crate::config::{self, Unwind};
 use crate::samples::{self, Sample};
-use crate::{capture, clock, counters, filter, lifecycle, reentrancy, sampler, stacks, tracker_memory};
+use crate::{
+    capture, clock, counters, filter, lifecycle, reentrancy, sampler, stacks, tracker_memory,
+};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 

@@ -80,7 +80,6 @@ fn capture_auto(out: &mut [usize]) -> usize {
     if len > 1 && chains_agree(&out[1..len], &reference[..reference_len]) {
         len
     } else {
-
         AUTO_USES_DWARF.store(1, Ordering::Relaxed);
         out[..reference_len].copy_from_slice(&reference[..reference_len]);
         reference_len
@@ -244,7 +243,10 @@ mod tests {
     fn agreement_rules() {
         assert!(chains_agree(&[3, 4, 5], &[1, 2, 3, 4, 5]));
         assert!(chains_agree(&[3, 4, 5], &[1, 3, 4, 5, 6]));
-        assert!(!chains_agree(&[3, 5, 6], &[1, 3, 4, 5, 6]), "a skipped frame");
+        assert!(
+            !chains_agree(&[3, 5, 6], &[1, 3, 4, 5, 6]),
+            "a skipped frame"
+        );
         assert!(chains_agree(&[3, 4], &[1, 3, 4, 5, 6]), "entry frames");
         assert!(!chains_agree(&[3], &[1, 3, 4, 5, 6, 7]), "stopped short");
         assert!(!chains_agree(&[], &[1, 2]));

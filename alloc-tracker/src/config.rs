@@ -92,7 +92,11 @@ pub(crate) fn env() -> &'static EnvSettings {
                 return None;
             }
             // SAFETY: non-null results of getenv are NUL-terminated C strings.
-            Some(unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
+            Some(
+                unsafe { CStr::from_ptr(value) }
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         });
         for warning in warnings {
             crate::output::warn(&warning);
@@ -111,11 +115,15 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
             .map_err(|why| warnings.push(format!("ignoring {name}={value:?}: {why}")))
             .ok()
     };
-    let rate = read("ALLOC_TRACKER_RATE", &|v| Ok(Setting::Rate(parse_bytes(v)?)));
+    let rate = read("ALLOC_TRACKER_RATE", &|v| {
+        Ok(Setting::Rate(parse_bytes(v)?))
+    });
     let depth = read("ALLOC_TRACKER_DEPTH", &|v| {
         Ok(Setting::Count(parse_count(v, 1, MAX_DEPTH)?))
     });
-    let unwind = read("ALLOC_TRACKER_UNWIND", &|v| Ok(Setting::Unwind(parse_unwind(v)?)));
+    let unwind = read("ALLOC_TRACKER_UNWIND", &|v| {
+        Ok(Setting::Unwind(parse_unwind(v)?))
+    });
     let max_stacks = read("ALLOC_TRACKER_MAX_STACKS", &|v| {
         Ok(Setting::Count(parse_count(v, 1, 1 << 24)?))
     });
@@ -245,10 +253,7 @@ pub(crate) fn effective_rate(code_rate: Option<u64>) -> u64 {
     if runtime != UNSET {
         return runtime;
     }
-    env()
-        .rate
-        .or(code_rate)
-        .unwrap_or(DEFAULT_SAMPLE_RATE)
+    env().rate.or(code_rate).unwrap_or(DEFAULT_SAMPLE_RATE)
 }
 
 /// The unwinder in force for a tracker whose code asked for `code_unwind`.
@@ -301,7 +306,15 @@ mod tests {
 
     #[test]
     fn bad_byte_counts_are_rejected() {
-        for bad in ["", "-1", "abc", "1.5k", "12q", "99999999999999999999999", "2000000g"] {
+        for bad in [
+            "",
+            "-1",
+            "abc",
+            "1.5k",
+            "12q",
+            "99999999999999999999999",
+            "2000000g",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -66,7 +66,10 @@ thread_local! {
 /// Adds `delta` to a counter only this thread writes: a plain load and store.
 #[inline(always)]
 fn bump(counter: &AtomicU64, delta: u64) {
-    counter.store(counter.load(Ordering::Relaxed).wrapping_add(delta), Ordering::Relaxed);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(delta),
+        Ordering::Relaxed,
+    );
 }
 
 /// Counts an allocation of `size` bytes.
@@ -121,7 +124,11 @@ fn slow_count(index: usize, size: usize, is_alloc: bool) {
     if index == UNCLAIMED {
         if let Some(claimed) = claim_shard() {
             MY_SHARD.with(|s| s.set(claimed));
-            return if is_alloc { on_alloc(size) } else { on_free(size) };
+            return if is_alloc {
+                on_alloc(size)
+            } else {
+                on_free(size)
+            };
         }
         MY_SHARD.with(|s| s.set(RETIRED));
     }

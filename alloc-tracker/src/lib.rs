@@ -65,8 +65,8 @@ mod output;
 mod process;
 mod reentrancy;
 mod report;
-mod samples;
 pub mod sampler;
+mod samples;
 mod spin;
 mod stacks;
 mod symbolize;
@@ -136,6 +136,7 @@ pub(crate) fn build_report() -> Report {
     let totals = counters::totals();
     let tracker = TrackerFigures {
         bytes: 0,
+        symbol_bytes: 0,
         stacks: stacks::count() as u64,
         dropped_samples: samples::dropped(),
         pooled_samples: stacks::pooled_samples(),
@@ -151,5 +152,6 @@ pub(crate) fn build_report() -> Report {
     );
     // Measured last, so that it includes what symbolizing just cost.
     report.tracker.bytes = tracker_memory::live_bytes();
+    report.tracker.symbol_bytes = symbolize::symbol_bytes().min(report.tracker.bytes);
     report
 }

@@ -55,7 +55,11 @@ pub(crate) fn ensure_started() {
     // SAFETY: the handlers are `extern "C" fn()` with no arguments, valid for the whole
     // life of the process (they live in this binary).
     unsafe {
-        libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child));
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        );
         if reporting {
             libc::atexit(at_exit);
         }
@@ -92,11 +96,16 @@ pub(crate) fn write_report_now() {
     let report = crate::build_report();
     for destination in destinations {
         match destination {
-            Destination::Stderr => output::write_fd(libc::STDERR_FILENO, report.to_text().as_bytes()),
+            Destination::Stderr => {
+                output::write_fd(libc::STDERR_FILENO, report.to_text().as_bytes())
+            }
             Destination::Json(path) => {
                 let path = per_process_path(&path);
                 if let Err(e) = std::fs::write(&path, report.to_json()) {
-                    output::warn(&format!("could not write the report to {}: {e}", path.display()));
+                    output::warn(&format!(
+                        "could not write the report to {}: {e}",
+                        path.display()
+                    ));
                 }
             }
         }
@@ -111,7 +120,10 @@ fn per_process_path(path: &Path) -> PathBuf {
     if first == 0 || pid == first {
         return path.to_path_buf();
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let renamed = match name.split_once('.') {
         Some((stem, ext)) => format!("{stem}.{pid}.{ext}"),
         None => format!("{name}.{pid}"),
@@ -139,7 +151,12 @@ fn install_signal_handlers() {
     // SAFETY: `watch_signals` has the start-routine signature and takes the read end as an
     // integer in pointer form; `thread` is writable.
     let spawned = unsafe {
-        libc::pthread_create(&mut thread, std::ptr::null(), watch_signals, fds[0] as usize as *mut libc::c_void) == 0
+        libc::pthread_create(
+            &mut thread,
+            std::ptr::null(),
+            watch_signals,
+            fds[0] as usize as *mut libc::c_void,
+        ) == 0
     };
     if !spawned {
         // SAFETY: both descriptors were just opened by pipe2 and are ours.
@@ -159,7 +176,9 @@ fn install_signal_handlers() {
         // replace the default disposition, never a handler the program installed.
         unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 || old.sa_sigaction != libc::SIG_DFL {
+            if libc::sigaction(signal, std::ptr::null(), &mut old) != 0
+                || old.sa_sigaction != libc::SIG_DFL
+            {
                 continue;
             }
             let mut action: libc::sigaction = std::mem::zeroed();
@@ -203,7 +222,9 @@ extern "C" fn watch_signals(read_fd: *mut libc::c_void) -> *mut libc::c_void {
         if n == 1 {
             write_exit_report();
             die_by(libc::c_int::from(byte));
-        } else if n == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+        } else if n == 0
+            || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
             return std::ptr::null_mut();
         }
     }
@@ -271,9 +292,18 @@ mod tests {
         FIRST_PID.store(1, Ordering::Relaxed);
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
-        assert_eq!(per_process_path(Path::new("out/heap.json")), PathBuf::from(format!("out/heap.{pid}.json")));
-        assert_eq!(per_process_path(Path::new("report")), PathBuf::from(format!("report.{pid}")));
+        assert_eq!(
+            per_process_path(Path::new("out/heap.json")),
+            PathBuf::from(format!("out/heap.{pid}.json"))
+        );
+        assert_eq!(
+            per_process_path(Path::new("report")),
+            PathBuf::from(format!("report.{pid}"))
+        );
         FIRST_PID.store(pid, Ordering::Relaxed);
-        assert_eq!(per_process_path(Path::new("heap.json")), PathBuf::from("heap.json"));
+        assert_eq!(
+            per_process_path(Path::new("heap.json")),
+            PathBuf::from("heap.json")
+        );
     }
 }

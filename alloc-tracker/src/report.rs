@@ -45,6 +45,10 @@ pub struct Report {
 pub struct TrackerFigures {
     /// Heap bytes the tracker holds (tables, symbols), not counted in `totals`.
     pub bytes: u64,
+    /// Of `bytes`, what symbolizing reports holds (debug info loaded once, names): zero
+    /// until the first report, then roughly constant.
+    #[serde(default)]
+    pub symbol_bytes: u64,
     /// Distinct stacks kept.
     pub stacks: u64,
     /// Samples not recorded (live-sample table full, or out of memory): estimates are low
@@ -158,7 +162,10 @@ pub(crate) fn build(
         } else {
             symbolize_stack(&snapshot.frames)
         };
-        by_site.entry(site).or_default().push(Stack { figures, frames });
+        by_site
+            .entry(site)
+            .or_default()
+            .push(Stack { figures, frames });
     }
     let mut sites: Vec<Site> = by_site
         .into_iter()

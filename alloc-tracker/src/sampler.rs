@@ -52,7 +52,11 @@ impl GapSource {
     /// A source with a fixed seed (any value; zero is remapped).
     pub const fn new(seed: u64) -> Self {
         Self {
-            state: if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed },
+            state: if seed == 0 {
+                0x9E37_79B9_7F4A_7C15
+            } else {
+                seed
+            },
         }
     }
 
@@ -208,7 +212,10 @@ mod tests {
         let mean = (0..n).map(|_| gaps.next_gap(rate) as f64).sum::<f64>() / n as f64;
         let tolerance = 6.0 * rate as f64 / (n as f64).sqrt();
         // `ceil` adds half a byte on average.
-        assert!((mean - rate as f64 - 0.5).abs() < tolerance, "mean gap {mean}");
+        assert!(
+            (mean - rate as f64 - 0.5).abs() < tolerance,
+            "mean gap {mean}"
+        );
     }
 
     #[test]

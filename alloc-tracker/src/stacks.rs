@@ -94,7 +94,12 @@ pub(crate) fn hash_frames(frames: &[usize]) -> u64 {
 
 /// Records a sample of `size` bytes and `weight` allocations at `frames`; returns the id
 /// the sample must carry to its free.
-pub(crate) fn record_alloc(frames: &[usize], size: usize, weight: f64, max_stacks: usize) -> StackId {
+pub(crate) fn record_alloc(
+    frames: &[usize],
+    size: usize,
+    weight: f64,
+    max_stacks: usize,
+) -> StackId {
     let hash = hash_frames(frames);
     let shard_index = (hash >> (64 - SHARD_BITS)) as usize;
     let mut shard = SHARD_TABLE[shard_index].lock();
@@ -183,11 +188,17 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
     let mut stacks = Vec::new();
     for (shard_index, shard) in SHARD_TABLE.iter().enumerate() {
         let shard = shard.lock();
-        stacks.extend(shard.records.iter().enumerate().map(|(slot, record)| StackSnapshot {
-            id: ((shard_index as u32) << SLOT_BITS) | slot as u32,
-            frames: record.frames.to_vec(),
-            stats: record.stats,
-        }));
+        stacks.extend(
+            shard
+                .records
+                .iter()
+                .enumerate()
+                .map(|(slot, record)| StackSnapshot {
+                    id: ((shard_index as u32) << SLOT_BITS) | slot as u32,
+                    frames: record.frames.to_vec(),
+                    stats: record.stats,
+                }),
+        );
     }
     if POOLED_SAMPLES.load(Ordering::Relaxed) > 0 {
         stacks.push(StackSnapshot {

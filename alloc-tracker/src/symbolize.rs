@@ -6,8 +6,9 @@
 //! picks a stack's *site*: the first frame of the program's own code.
 
 use crate::spin::SpinLock;
-use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A source location: a function and, where debug info tells, its file and line.
@@ -90,9 +91,15 @@ fn is_tracker_source(file: &str) -> bool {
 /// `#[global_allocator]` (their debug info points at the program's `static`).
 fn is_allocator_shim(function: &str) -> bool {
     let function = function.strip_prefix("__rustc::").unwrap_or(function);
-    ["__rust_alloc", "__rust_dealloc", "__rust_realloc", "__rg_", "__rdl_"]
-        .iter()
-        .any(|prefix| function.starts_with(prefix))
+    [
+        "__rust_alloc",
+        "__rust_dealloc",
+        "__rust_realloc",
+        "__rg_",
+        "__rdl_",
+    ]
+    .iter()
+    .any(|prefix| function.starts_with(prefix))
 }
 
 /// Classifies a frame by its file, or by its name when there is no file.
@@ -109,7 +116,9 @@ pub(crate) fn classify(function: &str, file: Option<&str>) -> Origin {
                 || file.contains("/rust/deps/")
                 || file.contains("/lib/rustlib/src/rust/")
                 || file.starts_with("./")
-                || [".c", ".h", ".S", ".s"].iter().any(|ext| file.ends_with(ext))
+                || [".c", ".h", ".S", ".s"]
+                    .iter()
+                    .any(|ext| file.ends_with(ext))
             {
                 Origin::Std
             } else if file.contains("/registry/src/")
@@ -121,12 +130,16 @@ pub(crate) fn classify(function: &str, file: Option<&str>) -> Origin {
                 Origin::Program
             }
         }
-        None if function.starts_with("alloc_tracker::") || function.starts_with("<alloc_tracker::") => {
+        None if function.starts_with("alloc_tracker::")
+            || function.starts_with("<alloc_tracker::") =>
+        {
             Origin::Tracker
         }
         None => Origin::Unknown,
     }
 }
+
+static SYMBOL_BYTES: AtomicU64 = AtomicU64::new(0);
 
 type Cache = HashMap<usize, Arc<[Frame]>>;
 static CACHE: SpinLock<Option<Cache>> = SpinLock::new(None);
@@ -138,9 +151,18 @@ pub(crate) fn resolve(address: usize) -> Arc<[Frame]> {
     if let Some(frames) = cache.get(&address) {
         return Arc::clone(frames);
     }
+    let before = crate::tracker_memory::live_bytes();
     let frames: Arc<[Frame]> = resolve_uncached(address).into();
     cache.insert(address, Arc::clone(&frames));
+    let grown = crate::tracker_memory::live_bytes().saturating_sub(before);
+    SYMBOL_BYTES.fetch_add(grown, Ordering::Relaxed);
     frames
+}
+
+/// Heap the tracker holds for symbols (debug info loaded by the unwinder, names, the cache),
+/// measured as the tracker's growth while symbolizing.
+pub(crate) fn symbol_bytes() -> u64 {
+    SYMBOL_BYTES.load(Ordering::Relaxed)
 }
 
 fn resolve_uncached(address: usize) -> Vec<Frame> {
@@ -182,7 +204,13 @@ fn resolve_uncached(address: usize) -> Vec<Frame> {
 pub(crate) fn trim_tracker_frames(frames: &[Frame]) -> &[Frame] {
     match frames.iter().rposition(|f| f.origin == Origin::Tracker) {
         // The tracker's frames are only ever at the top: stop at the first gap of 8 frames.
-        Some(last) if frames[..=last].iter().filter(|f| f.origin != Origin::Tracker).count() < 8 => {
+        Some(last)
+            if frames[..=last]
+                .iter()
+                .filter(|f| f.origin != Origin::Tracker)
+                .count()
+                < 8 =>
+        {
             &frames[last + 1..]
         }
         _ => frames,
@@ -240,19 +268,46 @@ mod tests {
 
     #[test]
     fn classifies_by_source_path() {
-        assert_eq!(classify("x", Some("/rustc/abc/library/alloc/src/vec/mod.rs")), Origin::Std);
-        assert_eq!(classify("x", Some("/rust/deps/hashbrown-0.15.2/src/raw.rs")), Origin::Std);
         assert_eq!(
-            classify("x", Some("/home/u/.cargo/registry/src/index.crates.io-1/regex-1.0/src/lib.rs")),
+            classify("x", Some("/rustc/abc/library/alloc/src/vec/mod.rs")),
+            Origin::Std
+        );
+        assert_eq!(
+            classify("x", Some("/rust/deps/hashbrown-0.15.2/src/raw.rs")),
+            Origin::Std
+        );
+        assert_eq!(
+            classify(
+                "x",
+                Some("/home/u/.cargo/registry/src/index.crates.io-1/regex-1.0/src/lib.rs")
+            ),
             Origin::Dependency
         );
         assert_eq!(classify("x", Some("demos/src/cache.rs")), Origin::Program);
-        assert_eq!(classify("x", Some("./csu/../csu/libc-start.c")), Origin::Std);
-        assert_eq!(classify("x", Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc.rs"))), Origin::Tracker);
-        assert_eq!(classify("x", Some("alloc-tracker/src/alloc.rs")), Origin::Tracker);
+        assert_eq!(
+            classify("x", Some("./csu/../csu/libc-start.c")),
+            Origin::Std
+        );
+        assert_eq!(
+            classify(
+                "x",
+                Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc.rs"))
+            ),
+            Origin::Tracker
+        );
+        assert_eq!(
+            classify("x", Some("alloc-tracker/src/alloc.rs")),
+            Origin::Tracker
+        );
         assert_eq!(classify("__rust_alloc", None), Origin::Tracker);
-        assert_eq!(classify("__rust_alloc", Some("src/main.rs")), Origin::Tracker);
-        assert_eq!(classify("__rustc::__rust_realloc", Some("src/main.rs")), Origin::Tracker);
+        assert_eq!(
+            classify("__rust_alloc", Some("src/main.rs")),
+            Origin::Tracker
+        );
+        assert_eq!(
+            classify("__rustc::__rust_realloc", Some("src/main.rs")),
+            Origin::Tracker
+        );
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/smoke.rs");
         assert_eq!(classify("x", Some(example)), Origin::Program);
         assert_eq!(classify("main", None), Origin::Unknown);
@@ -261,17 +316,32 @@ mod tests {
     #[test]
     fn site_is_the_first_program_frame_after_the_tracker() {
         let stack = [
-            frame("alloc_tracker::capture", Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/capture.rs"))),
+            frame(
+                "alloc_tracker::capture",
+                Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/capture.rs")),
+            ),
             frame("__rust_alloc", None),
-            frame("alloc::raw_vec::grow", Some("/rustc/h/library/alloc/src/raw_vec.rs")),
-            frame("regex::compile", Some("/r/.cargo/registry/src/x/regex-1/src/lib.rs")),
+            frame(
+                "alloc::raw_vec::grow",
+                Some("/rustc/h/library/alloc/src/raw_vec.rs"),
+            ),
+            frame(
+                "regex::compile",
+                Some("/r/.cargo/registry/src/x/regex-1/src/lib.rs"),
+            ),
             frame("app::handler", Some("src/main.rs")),
             frame("app::main", Some("src/main.rs")),
         ];
         let trimmed = trim_tracker_frames(&stack);
         assert_eq!(trimmed[0].location.function, "alloc::raw_vec::grow");
-        assert_eq!(pick_site(trimmed).unwrap().location.function, "app::handler");
+        assert_eq!(
+            pick_site(trimmed).unwrap().location.function,
+            "app::handler"
+        );
         // Without program frames: the first frame outside std (the dependency).
-        assert_eq!(pick_site(&trimmed[..2]).unwrap().location.function, "regex::compile");
+        assert_eq!(
+            pick_site(&trimmed[..2]).unwrap().location.function,
+            "regex::compile"
+        );
     }
 }

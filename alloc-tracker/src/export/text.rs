@@ -2,6 +2,7 @@
 //! then the stacks of the top few.
 
 use crate::report::{Report, Site};
+use crate::symbolize::Location;
 use std::fmt::Write;
 
 /// Sites listed in the table.
@@ -40,6 +41,14 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// `function  file:line`, or just the function where debug info has no file.
+fn describe(location: &Location) -> String {
+    match location.file {
+        Some(_) => format!("{}  {}", location.function, location.file_line()),
+        None => location.function.clone(),
+    }
+}
+
 fn rate_line(rate: u64) -> String {
     match rate {
         0 => "sampling off: per-site figures are empty".to_string(),
@@ -75,11 +84,12 @@ impl Report {
         let gauge = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map(f).unwrap_or("n/a".into());
         let _ = writeln!(
             out,
-            "process: {} threads, {} open fds, {} resident; tracker: {} in {} stacks ({} unwinding){}",
+            "process: {} threads, {} open fds, {} resident; tracker: {} ({} of it symbols) in {} stacks ({} unwinding){}",
             gauge(self.process.threads, &|n| n.to_string()),
             gauge(self.process.open_fds, &|n| n.to_string()),
             gauge(self.process.rss_bytes, &human_bytes),
             human_bytes(self.tracker.bytes),
+            human_bytes(self.tracker.symbol_bytes),
             grouped(self.tracker.stacks),
             if self.tracker.unwinder.is_empty() { "?" } else { &self.tracker.unwinder },
             match (self.tracker.dropped_samples, self.tracker.pooled_samples) {
@@ -87,7 +97,11 @@ impl Report {
                 (d, p) => format!("; {d} samples dropped, {p} pooled in [other stacks]"),
             }
         );
-        let live: Vec<&Site> = self.sites.iter().filter(|s| s.figures.live_bytes > 0).collect();
+        let live: Vec<&Site> = self
+            .sites
+            .iter()
+            .filter(|s| s.figures.live_bytes > 0)
+            .collect();
         if live.is_empty() {
             let _ = writeln!(out, "\nno sampled allocation is live");
             return out;
@@ -101,17 +115,19 @@ impl Report {
         for (rank, site) in live.iter().take(TABLE_ROWS).enumerate() {
             let _ = writeln!(
                 out,
-                "{:>4}  {:>10.3}  {:>5.1}%  {:>11}  {}  {}",
+                "{:>4}  {:>10.3}  {:>5.1}%  {:>11}  {}",
                 rank + 1,
                 site.figures.live_bytes as f64 / (1024.0 * 1024.0),
                 100.0 * site.figures.live_bytes as f64 / total_live,
                 grouped(site.figures.live_allocs),
-                site.site.function,
-                site.site.file_line()
+                describe(&site.site)
             );
         }
         if live.len() > TABLE_ROWS {
-            let rest: u64 = live[TABLE_ROWS..].iter().map(|s| s.figures.live_bytes).sum();
+            let rest: u64 = live[TABLE_ROWS..]
+                .iter()
+                .map(|s| s.figures.live_bytes)
+                .sum();
             let _ = writeln!(
                 out,
                 "      … {} more sites hold {}",
@@ -120,15 +136,19 @@ impl Report {
             );
         }
         for (rank, site) in live.iter().take(STACKS_SHOWN).enumerate() {
-            let _ = writeln!(out, "\n#{} {} ({}):", rank + 1, site.site.function, site.site.file_line());
+            let _ = writeln!(out, "\n#{} {}:", rank + 1, describe(&site.site));
             for frame in site.frames.iter().take(FRAMES_SHOWN) {
                 let is_site = (&frame.function, &frame.file, frame.line)
                     == (&site.site.function, &site.site.file, site.site.line);
                 let marker = if is_site { "→" } else { " " };
-                let _ = writeln!(out, "   {marker} {}  {}", frame.function, frame.file_line());
+                let _ = writeln!(out, "   {marker} {}", describe(frame));
             }
             if site.frames.len() > FRAMES_SHOWN {
-                let _ = writeln!(out, "     … {} more frames", site.frames.len() - FRAMES_SHOWN);
+                let _ = writeln!(
+                    out,
+                    "     … {} more frames",
+                    site.frames.len() - FRAMES_SHOWN
+                );
             }
         }
         out

@@ -1,0 +1,204 @@
+//! Exact mode (`with_sample_rate(1)`): totals and per-site figures equal the truth.
+
+use alloc_tracker::{Report, Site, Tracker};
+use std::hint::black_box;
+use tracker_tests::{marker_line, run_checks};
+
+#[global_allocator]
+static ALLOC: Tracker = Tracker::system().with_sample_rate(1);
+
+const SOURCE: &str = "tests/exact.rs";
+
+fn site<'a>(report: &'a Report, marker: &str) -> &'a Site {
+    let line = marker_line(SOURCE, marker);
+    report
+        .sites
+        .iter()
+        .find(|s| {
+            s.site.file.as_deref().is_some_and(|f| f.ends_with(SOURCE))
+                && s.site.line == Some(line as u32)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no site at {SOURCE}:{line}; sites: {:#?}",
+                report.sites.iter().map(|s| &s.site).collect::<Vec<_>>()
+            )
+        })
+}
+
+#[inline(never)]
+fn make_boxes(n: usize) -> Vec<Box<[u8; 1000]>> {
+    let mut boxes = Vec::with_capacity(n); // site: boxes-vec
+    for _ in 0..n {
+        boxes.push(Box::new([7u8; 1000])); // site: boxes
+    }
+    boxes
+}
+
+fn known_allocations_are_counted_exactly() {
+    let before = alloc_tracker::stats();
+    let boxes = black_box(make_boxes(1000));
+    let after = alloc_tracker::stats();
+    assert_eq!(after.live_bytes - before.live_bytes, 1000 * 1000 + 1000 * 8);
+    assert_eq!(after.live_allocs - before.live_allocs, 1001);
+    assert_eq!(after.allocs - before.allocs, 1001);
+    assert_eq!(
+        after.alloc_bytes - before.alloc_bytes,
+        1000 * 1000 + 1000 * 8
+    );
+
+    let report = alloc_tracker::report();
+    assert_eq!(report.sample_rate, 1);
+    let boxes_site = site(&report, "// site: boxes");
+    assert_eq!(boxes_site.figures.live_bytes, 1_000_000);
+    assert_eq!(boxes_site.figures.live_allocs, 1000);
+    assert_eq!(boxes_site.figures.live_samples, 1000);
+    assert!(
+        boxes_site.site.function.ends_with("make_boxes"),
+        "{}",
+        boxes_site.site.function
+    );
+    let vec_site = site(&report, "// site: boxes-vec");
+    assert_eq!(vec_site.figures.live_bytes, 8000);
+    assert_eq!(vec_site.figures.live_allocs, 1);
+    // The top site is the boxes: everything else live in this process is smaller.
+    assert_eq!(report.sites[0].site, boxes_site.site);
+    // The whole stack is kept, from the site down to this check.
+    let functions: Vec<&str> = boxes_site
+        .frames
+        .iter()
+        .map(|f| f.function.as_str())
+        .collect();
+    assert!(
+        functions
+            .iter()
+            .any(|f| f.ends_with("known_allocations_are_counted_exactly")),
+        "{functions:?}"
+    );
+
+    drop(boxes);
+    let report = alloc_tracker::report();
+    let boxes_site = site(&report, "// site: boxes");
+    assert_eq!(boxes_site.figures.live_bytes, 0);
+    assert_eq!(boxes_site.figures.alloc_bytes, 1_000_000);
+    assert!(boxes_site.figures.peak_live_bytes >= 1_000_000);
+}
+
+#[inline(never)]
+fn grow_by_realloc() -> Vec<u64> {
+    let mut v: Vec<u64> = Vec::new();
+    for i in 0..100_000 {
+        v.push(i); // site: realloc
+    }
+    v
+}
+
+/// A block grown by `realloc` is attributed to the line of its last (re)allocation, with
+/// its current size; each earlier size was freed by the `realloc` that replaced it.
+fn realloc_moves_the_sample_with_the_block() {
+    let before = alloc_tracker::stats();
+    let v = black_box(grow_by_realloc());
+    let after = alloc_tracker::stats();
+    let bytes = (v.capacity() * 8) as u64;
+    assert_eq!(after.live_bytes - before.live_bytes, bytes);
+    assert_eq!(after.live_allocs - before.live_allocs, 1);
+    let report = alloc_tracker::report();
+    let site = site(&report, "// site: realloc");
+    assert_eq!(site.figures.live_bytes, bytes);
+    assert_eq!(site.figures.live_allocs, 1);
+    // Doubling from 4 elements to 131072: 16 reallocations after the first allocation.
+    assert_eq!(site.figures.allocs, 16);
+    drop(v);
+    let report = alloc_tracker::report();
+    assert_eq!(
+        self::site(&report, "// site: realloc").figures.live_bytes,
+        0
+    );
+}
+
+fn peak_is_seen() {
+    let before = alloc_tracker::stats();
+    let big: Vec<Vec<u8>> = (0..32).map(|_| vec![1u8; 1 << 20]).collect();
+    let during = alloc_tracker::stats();
+    drop(black_box(big));
+    let after = alloc_tracker::stats();
+    assert!(during.live_bytes >= before.live_bytes + (32 << 20));
+    // Allocations of 1 MiB are each published at once: the peak is exact for them.
+    assert!(
+        after.peak_live_bytes >= during.live_bytes,
+        "{after:?} vs {during:?}"
+    );
+    assert!(after.live_bytes < during.live_bytes);
+}
+
+fn site_sums_equal_totals() {
+    let keep = black_box(make_boxes(500));
+    let report = alloc_tracker::report();
+    let sum: u64 = report.sites.iter().map(|s| s.figures.live_bytes).sum();
+    let allocs: u64 = report.sites.iter().map(|s| s.figures.live_allocs).sum();
+    assert_eq!(sum, report.totals.live_bytes);
+    assert_eq!(allocs, report.totals.live_allocs);
+    assert_eq!(report.tracker.dropped_samples, 0);
+    assert!(
+        report.tracker.bytes > 0,
+        "the tracker's own tables are reported"
+    );
+    drop(keep);
+}
+
+fn json_has_the_contract_fields() {
+    let report = alloc_tracker::report();
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(json["format"], "alloc-tracker");
+    assert_eq!(json["version"], 1);
+    for field in [
+        "live_bytes",
+        "live_allocs",
+        "peak_live_bytes",
+        "alloc_bytes",
+        "allocs",
+        "frees",
+    ] {
+        assert!(json["totals"][field].is_u64(), "totals.{field}");
+    }
+    for field in ["threads", "open_fds", "rss_bytes"] {
+        assert!(json["process"][field].is_u64(), "process.{field}");
+    }
+    for field in ["bytes", "stacks", "dropped_samples"] {
+        assert!(json["tracker"][field].is_u64(), "tracker.{field}");
+    }
+    let site = &json["sites"][0];
+    for field in [
+        "live_bytes",
+        "live_allocs",
+        "peak_live_bytes",
+        "alloc_bytes",
+        "allocs",
+        "live_samples",
+    ] {
+        assert!(site[field].is_u64(), "sites[0].{field}");
+    }
+    assert!(site["site"]["function"].is_string());
+    assert!(site["frames"].as_array().is_some_and(|f| !f.is_empty()));
+    let back = Report::from_json(&report.to_json()).expect("reads its own JSON");
+    assert_eq!(back, report);
+}
+
+fn main() {
+    run_checks(
+        "exact",
+        &[
+            (
+                "known_allocations_are_counted_exactly",
+                known_allocations_are_counted_exactly,
+            ),
+            (
+                "realloc_moves_the_sample_with_the_block",
+                realloc_moves_the_sample_with_the_block,
+            ),
+            ("peak_is_seen", peak_is_seen),
+            ("site_sums_equal_totals", site_sums_equal_totals),
+            ("json_has_the_contract_fields", json_has_the_contract_fields),
+        ],
+    );
+}
