@@ -82,11 +82,24 @@ impl<A> Tracker<A> {
     /// Counts an allocation and runs the sampling countdown.
     #[inline(always)]
     fn after_alloc(&self, ptr: *mut u8, size: usize) {
+        if !counters::count_alloc(size) {
+            return self.after_alloc_slow(ptr, size);
+        }
+        if sampler::countdown_expired(size) {
+            self.at_sample_point(ptr, size);
+        }
+    }
+
+    /// [`Self::after_alloc`] for a thread off the counters' fast path: tracker code, or a
+    /// thread without its own counter shard.
+    #[cold]
+    #[inline(never)]
+    fn after_alloc_slow(&self, ptr: *mut u8, size: usize) {
         if reentrancy::is_busy() {
             tracker_memory::on_alloc(size);
             return;
         }
-        counters::on_alloc(size);
+        counters::count_alloc_slow(size);
         if sampler::countdown_expired(size) {
             self.at_sample_point(ptr, size);
         }
@@ -97,11 +110,13 @@ impl<A> Tracker<A> {
     /// is still in the table.
     #[inline(always)]
     fn before_free(&self, ptr: *mut u8, size: usize) {
-        if reentrancy::is_busy() {
-            tracker_memory::on_free(size);
-            return;
+        if !counters::count_free(size) {
+            if reentrancy::is_busy() {
+                tracker_memory::on_free(size);
+                return;
+            }
+            counters::count_free_slow(size);
         }
-        counters::on_free(size);
         if filter::may_be_sampled(ptr) {
             forget_sample(ptr);
         }
@@ -240,8 +255,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracker<A> {
         if let Some(sample) = old_sample {
             settle_sample(ptr, sample);
         }
-        counters::on_free(layout.size());
-        counters::on_alloc(new_size);
+        if !counters::count_free(layout.size()) {
+            counters::count_free_slow(layout.size());
+        }
+        if !counters::count_alloc(new_size) {
+            counters::count_alloc_slow(new_size);
+        }
         if sampler::countdown_expired(new_size) {
             self.at_sample_point(new, new_size);
         }

@@ -10,6 +10,7 @@ use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Mean bytes between samples when nothing else is configured (512 KiB, as Go and tcmalloc).
 pub const DEFAULT_SAMPLE_RATE: u64 = 512 * 1024;
@@ -60,6 +61,15 @@ pub enum Destination {
     Stderr,
     /// The JSON report, to this file.
     Json(PathBuf),
+    /// DHAT's JSON format (`*.dhat.json`), for DHAT's viewer.
+    Dhat(PathBuf),
+    /// A gzip-compressed pprof profile (`*.pb.gz`).
+    Pprof(PathBuf),
+    /// Folded stacks of live bytes (`*.folded`).
+    Folded(PathBuf),
+    /// An SVG flamegraph of live bytes (`*.svg`).
+    #[cfg(feature = "svg")]
+    Svg(PathBuf),
 }
 
 /// The settings read from the environment; `None` where a variable is unset or invalid.
@@ -70,6 +80,10 @@ pub(crate) struct EnvSettings {
     pub(crate) depth: Option<usize>,
     pub(crate) unwind: Option<Unwind>,
     pub(crate) max_stacks: Option<usize>,
+    /// `ALLOC_TRACKER_HTTP`: where to serve `/debug/pprof` (used with the `http` feature).
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// `ALLOC_TRACKER_INTERVAL`: the checkpoint period.
+    pub(crate) interval: Option<Duration>,
 }
 
 static ENV: OnceLock<EnvSettings> = OnceLock::new();
@@ -127,6 +141,12 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
     let max_stacks = read("ALLOC_TRACKER_MAX_STACKS", &|v| {
         Ok(Setting::Count(parse_count(v, 1, 1 << 24)?))
     });
+    let http = read("ALLOC_TRACKER_HTTP", &|v| {
+        Ok(Setting::Address(parse_http(v)?))
+    });
+    let interval = read("ALLOC_TRACKER_INTERVAL", &|v| {
+        Ok(Setting::Interval(parse_duration(v)?))
+    });
     let report = read("ALLOC_TRACKER_REPORT", &|v| {
         let (destinations, skipped) = parse_report(v)?;
         Ok(Setting::Report(destinations, skipped))
@@ -144,6 +164,12 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
     if let Some(Setting::Count(stacks)) = max_stacks {
         settings.max_stacks = Some(stacks);
     }
+    if let Some(Setting::Address(address)) = http {
+        settings.http = Some(address);
+    }
+    if let Some(Setting::Interval(interval)) = interval {
+        settings.interval = Some(interval);
+    }
     if let Some(Setting::Report(destinations, skipped)) = report {
         settings.report = Some(destinations);
         warnings.extend(skipped);
@@ -156,7 +182,25 @@ enum Setting {
     Rate(u64),
     Count(usize),
     Unwind(Unwind),
+    Interval(Duration),
     Report(Vec<Destination>, Vec<String>),
+    Address(std::net::SocketAddr),
+}
+
+/// Parses `ALLOC_TRACKER_HTTP`: `IP:PORT` (`localhost:PORT` is 127.0.0.1). Without the
+/// `http` feature every value is refused, with the reason.
+fn parse_http(value: &str) -> Result<std::net::SocketAddr, String> {
+    if !cfg!(feature = "http") {
+        return Err("this build has no `http` feature".into());
+    }
+    let value = value.trim();
+    let value = match value.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => value.to_string(),
+    };
+    value
+        .parse()
+        .map_err(|_| "expected an address such as 127.0.0.1:6060".into())
 }
 
 /// Parses a byte count: a whole number with an optional `k`/`m`/`g` (×1024) suffix, e.g.
@@ -185,6 +229,29 @@ pub(crate) fn parse_bytes(value: &str) -> Result<u64, String> {
         .checked_mul(multiplier)
         .filter(|&bytes| bytes <= 1 << 50)
         .ok_or_else(|| "the rate is larger than 1 PiB".to_string())
+}
+
+/// Parses a checkpoint period: a number with `ms`, `s`, `m` or `h` (`s` if none), from
+/// 10 ms to a day, e.g. `1s`, `500ms`, `2m`, `0.5`.
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim().to_ascii_lowercase();
+    let expected = "expected a period such as 1s, 500ms or 2m (10ms to 24h)";
+    let at = value
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(at);
+    let number: f64 = number.parse().map_err(|_| expected.to_string())?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "" | "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(expected.into()),
+    };
+    if !(0.01..=86_400.0).contains(&seconds) {
+        return Err(expected.into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_count(value: &str, min: usize, max: usize) -> Result<usize, String> {
@@ -216,7 +283,10 @@ fn parse_report(value: &str) -> Result<(Vec<Destination>, Vec<String>), String> 
         .filter(|e| !e.is_empty())
         .collect();
     if entries.is_empty() {
-        return Err("expected stderr, off, or file paths ending in .json".into());
+        return Err(
+            "expected stderr, off, or file paths ending in .json, .dhat.json, .pb.gz, .folded or .svg"
+                .into(),
+        );
     }
     if entries.contains(&"off") {
         return Ok((Vec::new(), Vec::new()));
@@ -226,11 +296,25 @@ fn parse_report(value: &str) -> Result<(Vec<Destination>, Vec<String>), String> 
     for entry in entries {
         if entry == "stderr" {
             destinations.push(Destination::Stderr);
-        } else if entry.ends_with(".json") && !entry.ends_with(".dhat.json") {
+        } else if entry.ends_with(".dhat.json") {
+            destinations.push(Destination::Dhat(PathBuf::from(entry)));
+        } else if entry.ends_with(".json") {
             destinations.push(Destination::Json(PathBuf::from(entry)));
+        } else if entry.ends_with(".pb.gz") {
+            destinations.push(Destination::Pprof(PathBuf::from(entry)));
+        } else if entry.ends_with(".folded") {
+            destinations.push(Destination::Folded(PathBuf::from(entry)));
+        } else if entry.ends_with(".svg") && cfg!(feature = "svg") {
+            #[cfg(feature = "svg")]
+            destinations.push(Destination::Svg(PathBuf::from(entry)));
+        } else if entry.ends_with(".svg") {
+            skipped.push(format!(
+                "ignoring report destination {entry:?}: this build has no `svg` feature"
+            ));
         } else {
             skipped.push(format!(
-                "ignoring report destination {entry:?}: this build writes stderr (text) and *.json"
+                "ignoring report destination {entry:?}: expected stderr or a path ending in \
+                 .json, .dhat.json, .pb.gz, .folded or .svg"
             ));
         }
     }
@@ -272,6 +356,11 @@ pub(crate) fn depth() -> usize {
 /// Distinct stacks kept before the rest are pooled as `[other stacks]`.
 pub(crate) fn max_stacks() -> usize {
     env().max_stacks.unwrap_or(DEFAULT_MAX_STACKS)
+}
+
+/// The checkpoint period, if checkpoints are taken on a timer.
+pub(crate) fn interval() -> Option<Duration> {
+    env().interval
 }
 
 /// Where the exit report goes.
@@ -320,6 +409,17 @@ mod tests {
     }
 
     #[test]
+    fn periods_take_units() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["", "fast", "0", "-1s", "1ms", "2d", "999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn good_environment_is_read() {
         let (settings, warnings) = parse(&[
             ("ALLOC_TRACKER_RATE", "1"),
@@ -352,6 +452,44 @@ mod tests {
         assert_eq!(settings, EnvSettings::default());
         assert_eq!(warnings.len(), 5, "{warnings:?}");
         assert!(warnings[0].contains("ALLOC_TRACKER_RATE=\"lots\""));
+    }
+
+    #[test]
+    fn every_export_format_is_picked_by_its_ending() {
+        let (settings, warnings) = parse(&[(
+            "ALLOC_TRACKER_REPORT",
+            "a.json,b.dhat.json,c.pb.gz,d.folded,e.svg",
+        )]);
+        #[cfg_attr(not(feature = "svg"), allow(unused_mut))]
+        let mut expected = vec![
+            Destination::Json(PathBuf::from("a.json")),
+            Destination::Dhat(PathBuf::from("b.dhat.json")),
+            Destination::Pprof(PathBuf::from("c.pb.gz")),
+            Destination::Folded(PathBuf::from("d.folded")),
+        ];
+        #[cfg(feature = "svg")]
+        expected.push(Destination::Svg(PathBuf::from("e.svg")));
+        assert_eq!(settings.report, Some(expected));
+        assert_eq!(
+            warnings.len(),
+            usize::from(!cfg!(feature = "svg")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn the_http_address_is_parsed() {
+        let (settings, warnings) = parse(&[("ALLOC_TRACKER_HTTP", "localhost:6060")]);
+        if cfg!(feature = "http") {
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(settings.http, Some("127.0.0.1:6060".parse().unwrap()));
+            let (settings, warnings) = parse(&[("ALLOC_TRACKER_HTTP", "everywhere")]);
+            assert_eq!(settings.http, None);
+            assert!(warnings[0].contains("127.0.0.1:6060"), "{warnings:?}");
+        } else {
+            assert_eq!(settings.http, None);
+            assert!(warnings[0].contains("no `http` feature"), "{warnings:?}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ const SHARDS: usize = 256;
 
 /// One thread's counters, alone on its cache lines.
 #[repr(align(128))]
-struct Shard {
+pub(crate) struct Shard {
     allocs: AtomicU64,
     alloc_bytes: AtomicU64,
     frees: AtomicU64,
@@ -54,13 +54,17 @@ static PEAK_LIVE: AtomicI64 = AtomicI64::new(0);
 /// The `pthread_key_t` whose destructor returns a thread's shard (`usize::MAX`: none yet).
 static RELEASE_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// This thread's shard state: 0 = none claimed yet, 1..SHARDS = owned shard, RETIRED = use
-/// the shared shard 0.
+/// This thread's claim: 0 = none yet, 1..SHARDS = the shard it owns, RETIRED = handed back
+/// (it then counts in the shared shard 0).
 const UNCLAIMED: usize = 0;
 const RETIRED: usize = usize::MAX;
 
 thread_local! {
-    static MY_SHARD: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// The shard this thread counts in with plain loads and stores, or null when it must take
+    /// the slow path: no shard claimed yet, shard handed back, or tracker code running (the
+    /// reentrancy guard suspends it). One load and one test decide the fast path.
+    static FAST_SHARD: Cell<*const Shard> = const { Cell::new(std::ptr::null()) };
+    static CLAIM: Cell<usize> = const { Cell::new(UNCLAIMED) };
 }
 
 /// Adds `delta` to a counter only this thread writes: a plain load and store.
@@ -72,32 +76,37 @@ fn bump(counter: &AtomicU64, delta: u64) {
     );
 }
 
-/// Counts an allocation of `size` bytes.
+/// This thread's own shard, if it may count on the fast path.
 #[inline(always)]
-pub(crate) fn on_alloc(size: usize) {
-    let index = MY_SHARD.with(Cell::get);
-    match SHARD_TABLE.get(index) {
-        Some(shard) if index != 0 => {
-            bump(&shard.allocs, 1);
-            bump(&shard.alloc_bytes, size as u64);
-            add_pending(shard, size as i64);
-        }
-        _ => slow_count(index, size, true),
-    }
+fn fast_shard() -> Option<&'static Shard> {
+    let shard = FAST_SHARD.with(Cell::get);
+    // SAFETY: FAST_SHARD is null or points into the static SHARD_TABLE.
+    unsafe { shard.as_ref() }
 }
 
-/// Counts a free of `size` bytes.
+/// Counts an allocation of `size` bytes on the fast path; `false` if this thread must use
+/// [`count_alloc_slow`] (or is running tracker code).
 #[inline(always)]
-pub(crate) fn on_free(size: usize) {
-    let index = MY_SHARD.with(Cell::get);
-    match SHARD_TABLE.get(index) {
-        Some(shard) if index != 0 => {
-            bump(&shard.frees, 1);
-            bump(&shard.freed_bytes, size as u64);
-            add_pending(shard, -(size as i64));
-        }
-        _ => slow_count(index, size, false),
-    }
+pub(crate) fn count_alloc(size: usize) -> bool {
+    let Some(shard) = fast_shard() else {
+        return false;
+    };
+    bump(&shard.allocs, 1);
+    bump(&shard.alloc_bytes, size as u64);
+    add_pending(shard, size as i64);
+    true
+}
+
+/// Counts a free of `size` bytes on the fast path; `false` as for [`count_alloc`].
+#[inline(always)]
+pub(crate) fn count_free(size: usize) -> bool {
+    let Some(shard) = fast_shard() else {
+        return false;
+    };
+    bump(&shard.frees, 1);
+    bump(&shard.freed_bytes, size as u64);
+    add_pending(shard, -(size as i64));
+    true
 }
 
 #[inline(always)]
@@ -118,30 +127,64 @@ fn publish(delta: i64) {
     PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
 }
 
+/// Counts an allocation off the fast path (program code only, never tracker code): claims
+/// a shard on the thread's first allocation, else counts in the shared shard.
 #[cold]
 #[inline(never)]
-fn slow_count(index: usize, size: usize, is_alloc: bool) {
-    if index == UNCLAIMED {
-        if let Some(claimed) = claim_shard() {
-            MY_SHARD.with(|s| s.set(claimed));
-            return if is_alloc {
-                on_alloc(size)
-            } else {
-                on_free(size)
-            };
-        }
-        MY_SHARD.with(|s| s.set(RETIRED));
+pub(crate) fn count_alloc_slow(size: usize) {
+    if claim_if_new() {
+        count_alloc(size);
+        return;
     }
     let shared = &SHARD_TABLE[0];
-    if is_alloc {
-        shared.allocs.fetch_add(1, Ordering::Relaxed);
-        shared.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
-        publish(size as i64);
-    } else {
-        shared.frees.fetch_add(1, Ordering::Relaxed);
-        shared.freed_bytes.fetch_add(size as u64, Ordering::Relaxed);
-        publish(-(size as i64));
+    shared.allocs.fetch_add(1, Ordering::Relaxed);
+    shared.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
+    publish(size as i64);
+}
+
+/// Counts a free off the fast path, as [`count_alloc_slow`].
+#[cold]
+#[inline(never)]
+pub(crate) fn count_free_slow(size: usize) {
+    if claim_if_new() {
+        count_free(size);
+        return;
     }
+    let shared = &SHARD_TABLE[0];
+    shared.frees.fetch_add(1, Ordering::Relaxed);
+    shared.freed_bytes.fetch_add(size as u64, Ordering::Relaxed);
+    publish(-(size as i64));
+}
+
+/// Claims a shard if this thread never had one; `true` if it now counts on the fast path.
+fn claim_if_new() -> bool {
+    if CLAIM.with(Cell::get) != UNCLAIMED {
+        return false;
+    }
+    match claim_shard() {
+        Some(index) => {
+            CLAIM.with(|c| c.set(index));
+            FAST_SHARD.with(|s| s.set(&SHARD_TABLE[index]));
+            true
+        }
+        None => {
+            CLAIM.with(|c| c.set(RETIRED));
+            false
+        }
+    }
+}
+
+/// Takes this thread off the fast path (while tracker code runs); returns what
+/// [`resume_fast_path`] must restore.
+#[inline]
+pub(crate) fn suspend_fast_path() -> *const Shard {
+    FAST_SHARD.with(|s| s.replace(std::ptr::null()))
+}
+
+/// Restores what [`suspend_fast_path`] returned.
+#[inline]
+pub(crate) fn resume_fast_path(saved: *const Shard) {
+    FAST_SHARD.with(|s| s.set(saved));
 }
 
 /// Claims a free shard for this thread and arranges for its return at thread exit.
@@ -179,12 +222,13 @@ fn release_key() -> Option<libc::pthread_key_t> {
 /// Anything the thread frees after this (in later destructors) goes to the shared shard.
 extern "C" fn release_shard(value: *mut libc::c_void) {
     let index = value as usize;
+    FAST_SHARD.with(|s| s.set(std::ptr::null()));
+    CLAIM.with(|c| c.set(RETIRED));
     if let Some(shard) = SHARD_TABLE.get(index).filter(|_| index != 0) {
         let pending = shard.pending.swap(0, Ordering::Relaxed);
         publish(pending);
         shard.owned.store(false, Ordering::Release);
     }
-    MY_SHARD.with(|s| s.set(RETIRED));
 }
 
 /// Exact totals over the whole run.

@@ -33,12 +33,29 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `ALLOC_TRACKER_RATE` | mean bytes between samples (`512k`, `1m` work); `1` = every allocation; `0` = off | `524288` |
-//! | `ALLOC_TRACKER_REPORT` | comma list of exit-report destinations: `stderr`, `off`, or `*.json` paths | `stderr` |
+//! | `ALLOC_TRACKER_REPORT` | comma list of exit-report destinations: `stderr` (text), `off`, or file paths whose ending picks the format: `.json` (the JSON report), `.dhat.json` (DHAT's viewer), `.pb.gz` (pprof), `.folded` (folded stacks), `.svg` (flamegraph) | `stderr` |
 //! | `ALLOC_TRACKER_DEPTH` | most frames kept per stack (1–128) | `64` |
 //! | `ALLOC_TRACKER_UNWIND` | `fp`, `dwarf` or `auto` (see [`Unwind`]) | `auto` |
 //! | `ALLOC_TRACKER_MAX_STACKS` | distinct stacks kept; the rest pool in `[other stacks]` | `16384` |
+//! | `ALLOC_TRACKER_HTTP` | with the `http` feature: address to serve `/debug/pprof/heap` on, e.g. `127.0.0.1:6060` (or call `serve`) | unset |
 //!
 //! A bad value prints one line on stderr and the default is used.
+//!
+//! ## Other viewers, the CLI, the live endpoint
+//!
+//! The same report opens in `go tool pprof`, Pyroscope and Parca ([`Report::to_pprof_gz`]),
+//! as a flamegraph ([`Report::to_folded`], and `to_flamegraph_svg` with the `svg` feature),
+//! and in DHAT's viewer ([`Report::to_dhat_json`]). The `alloc-tracker` binary ranks a JSON
+//! report (`top`), compares two (`diff`) and converts one (`convert`).
+//!
+//! | cargo feature | default | adds |
+//! |---|---|---|
+//! | `cli` | on | the `alloc-tracker` binary (depends on `clap`) |
+//! | `svg` | on | SVG flamegraphs (depends on `inferno`) |
+//! | `http` | off | the live `/debug/pprof/heap` endpoint (no dependency) |
+//!
+//! A program that only wants the allocator can turn the defaults off
+//! (`default-features = false`).
 //!
 //! ## When the report is written
 //!
@@ -55,11 +72,14 @@
 
 mod alloc;
 mod capture;
+mod checkpoints;
 mod clock;
 mod config;
 mod counters;
 pub mod export;
 mod filter;
+#[cfg(feature = "http")]
+mod http;
 mod lifecycle;
 mod output;
 mod process;
@@ -71,14 +91,18 @@ mod spin;
 mod stacks;
 mod symbolize;
 mod tracker_memory;
+pub mod trend;
 
 pub use crate::alloc::Tracker;
 pub use crate::config::{Unwind, DEFAULT_SAMPLE_RATE};
 pub use crate::counters::Stats;
 pub use crate::export::json::ReadError;
+#[cfg(feature = "http")]
+pub use crate::http::{serve, MAX_CONNECTIONS};
 pub use crate::process::ProcessGauges;
 pub use crate::report::{Figures, Report, Site, Stack, TrackerFigures, FORMAT, VERSION};
 pub use crate::symbolize::Location;
+pub use crate::trend::{Age, Severity, Suspect, Trend};
 
 /// The exact totals so far: live bytes and allocations, peak, bytes and allocations made,
 /// frees. Cheap (a sum over per-thread counters); allocates nothing.
@@ -124,6 +148,13 @@ pub fn report() -> Report {
     report
 }
 
+/// Records each site's live bytes now, as one point of the trends that tell leaks from
+/// caches (see [`trend`]). `ALLOC_TRACKER_INTERVAL` takes checkpoints on a timer; call this
+/// where the program has natural phases (after each batch, request, or test step).
+pub fn checkpoint() {
+    checkpoints::take();
+}
+
 /// Writes the report to the destinations of `ALLOC_TRACKER_REPORT` now (stderr by
 /// default), for programs that end in a way the exit report does not cover. The exit
 /// report is still written at exit.
@@ -133,6 +164,10 @@ pub fn write_report() {
 
 /// Builds a report from the tables. Must run as tracker code.
 pub(crate) fn build_report() -> Report {
+    // The tracker's own memory, without the report being built: its tables now, plus what
+    // symbolizing this report adds to the symbol caches.
+    let tables_and_symbols = tracker_memory::live_bytes();
+    let symbols_before = symbolize::symbol_bytes();
     let totals = counters::totals();
     let tracker = TrackerFigures {
         bytes: 0,
@@ -142,16 +177,19 @@ pub(crate) fn build_report() -> Report {
         pooled_samples: stacks::pooled_samples(),
         unwinder: alloc::unwinder_in_use().to_string(),
     };
-    let mut report = report::build(
-        alloc::rate_in_use(),
-        clock::since_start_ns() / 1_000_000,
+    let mut report = report::build(report::Inputs {
+        sample_rate: alloc::rate_in_use(),
+        now_ns: clock::since_start_ns(),
         totals,
-        process::read(),
+        process: process::read(),
         tracker,
-        stacks::snapshot(),
-    );
-    // Measured last, so that it includes what symbolizing just cost.
-    report.tracker.bytes = tracker_memory::live_bytes();
+        stacks: stacks::snapshot(),
+        births: samples::births_by_stack(),
+        checkpoints: checkpoints::all(),
+        depth: config::depth(),
+    });
+    let symbols_added = symbolize::symbol_bytes() - symbols_before;
+    report.tracker.bytes = tables_and_symbols + symbols_added;
     report.tracker.symbol_bytes = symbolize::symbol_bytes().min(report.tracker.bytes);
     report
 }

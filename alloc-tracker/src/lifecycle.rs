@@ -19,7 +19,7 @@
 
 use crate::config::{self, Destination};
 use crate::process::{TRACKER_FDS, TRACKER_THREADS};
-use crate::{output, reentrancy, samples, stacks, symbolize};
+use crate::{checkpoints, output, reentrancy, samples, stacks, symbolize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
@@ -64,6 +64,13 @@ pub(crate) fn ensure_started() {
             libc::atexit(at_exit);
         }
     }
+    if let Some(interval) = config::interval() {
+        checkpoints::start_thread(interval);
+    }
+    #[cfg(feature = "http")]
+    if let Some(address) = config::env().http {
+        crate::http::start_from_env(address);
+    }
     if reporting {
         install_signal_handlers();
         if cfg!(panic = "abort") && !std::thread::panicking() {
@@ -99,9 +106,12 @@ pub(crate) fn write_report_now() {
             Destination::Stderr => {
                 output::write_fd(libc::STDERR_FILENO, report.to_text().as_bytes())
             }
-            Destination::Json(path) => {
-                let path = per_process_path(&path);
-                if let Err(e) = std::fs::write(&path, report.to_json()) {
+            file => {
+                let Some((path, bytes)) = crate::export::render_for_file(&report, &file) else {
+                    continue;
+                };
+                let path = per_process_path(path);
+                if let Err(e) = std::fs::write(&path, bytes) {
                     output::warn(&format!(
                         "could not write the report to {}: {e}",
                         path.display()
@@ -235,6 +245,7 @@ extern "C" fn before_fork() {
     // exist in the child. Order: samples, stacks, symbols (the order nothing else nests in).
     samples::lock_all();
     stacks::lock_all();
+    checkpoints::lock_all();
     symbolize::lock_all();
 }
 
@@ -278,6 +289,7 @@ unsafe fn release_fork_locks() {
     // SAFETY: forwarded from the caller.
     unsafe {
         symbolize::unlock_all();
+        checkpoints::unlock_all();
         stacks::unlock_all();
         samples::unlock_all();
     }

@@ -26,6 +26,8 @@ pub(crate) fn is_busy() -> bool {
 pub(crate) fn enter() -> Guard {
     Guard {
         was_busy: BUSY.with(|busy| busy.replace(true)),
+        // Tracker code must not count on the program's fast path.
+        fast_shard: crate::counters::suspend_fast_path(),
     }
 }
 
@@ -38,10 +40,12 @@ pub(crate) fn untracked<R>(f: impl FnOnce() -> R) -> R {
 /// Restores the thread's previous state on drop (also when unwinding).
 pub(crate) struct Guard {
     was_busy: bool,
+    fast_shard: *const crate::counters::Shard,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
         BUSY.with(|busy| busy.set(self.was_busy));
+        crate::counters::resume_fast_path(self.fast_shard);
     }
 }

@@ -1,10 +1,13 @@
 //! The report model: one snapshot of exact totals, per-site estimates and process gauges,
 //! rendered by [`crate::export`] as text, JSON and other formats.
 
+use crate::checkpoints::Checkpoint;
 use crate::counters::Stats;
 use crate::process::ProcessGauges;
-use crate::stacks::{StackSnapshot, StackStats, OTHER_STACKS};
+use crate::samples::Births;
+use crate::stacks::{StackId, StackSnapshot, StackStats, OTHER_STACKS};
 use crate::symbolize::{self, Location};
+use crate::trend::{self, Age, Candidate, Point, Suspect, Trend};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -38,6 +41,9 @@ pub struct Report {
     pub tracker: TrackerFigures,
     /// Allocation sites, most live bytes first.
     pub sites: Vec<Site>,
+    /// Likely leaks, most serious first (see [`crate::trend`] for the rule).
+    #[serde(default)]
+    pub suspects: Vec<Suspect>,
 }
 
 /// What the tracker itself costs, and what it could not keep.
@@ -118,6 +124,12 @@ pub struct Site {
     /// Every stack that allocated at this site, most live bytes first.
     #[serde(default)]
     pub stacks: Vec<Stack>,
+    /// How its live bytes moved across the checkpoints (absent without checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+    /// The ages of its live samples (absent when none is live).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<Age>,
 }
 
 /// One distinct stack and its figures.
@@ -144,32 +156,52 @@ impl Report {
     }
 }
 
-/// Builds a report from the tracker's tables. Runs as tracker code (under the reentrancy
-/// guard): symbolizes each new address once.
-pub(crate) fn build(
-    sample_rate: u64,
-    uptime_ms: u64,
-    totals: Stats,
-    process: ProcessGauges,
-    tracker: TrackerFigures,
-    stacks: Vec<StackSnapshot>,
-) -> Report {
-    let mut by_site: HashMap<Location, Vec<Stack>> = HashMap::new();
+/// What a report is built from: the tables, copied out under their locks.
+pub(crate) struct Inputs {
+    pub(crate) sample_rate: u64,
+    pub(crate) now_ns: u64,
+    pub(crate) totals: Stats,
+    pub(crate) process: ProcessGauges,
+    pub(crate) tracker: TrackerFigures,
+    pub(crate) stacks: Vec<StackSnapshot>,
+    pub(crate) births: HashMap<StackId, Births>,
+    pub(crate) checkpoints: Vec<Checkpoint>,
+    /// Return addresses of the program kept per stack.
+    pub(crate) depth: usize,
+}
+
+/// Builds a report. Runs as tracker code (under the reentrancy guard): symbolizes each new
+/// address once.
+pub(crate) fn build(inputs: Inputs) -> Report {
+    let Inputs {
+        sample_rate,
+        now_ns,
+        totals,
+        process,
+        tracker,
+        stacks,
+        births,
+        checkpoints,
+        depth,
+    } = inputs;
+    let mut by_site: HashMap<Location, Vec<(StackId, Stack)>> = HashMap::new();
     for snapshot in stacks {
         let figures = Figures::from_stats(&snapshot.stats);
         let (site, frames) = if snapshot.id == OTHER_STACKS {
             (Location::named(OTHER_STACKS_SITE), Vec::new())
         } else {
-            symbolize_stack(&snapshot.frames)
+            symbolize_stack(&snapshot.frames, depth)
         };
         by_site
             .entry(site)
             .or_default()
-            .push(Stack { figures, frames });
+            .push((snapshot.id, Stack { figures, frames }));
     }
     let mut sites: Vec<Site> = by_site
         .into_iter()
-        .map(|(site, mut stacks)| {
+        .map(|(site, stacks)| {
+            let ids: Vec<StackId> = stacks.iter().map(|(id, _)| *id).collect();
+            let mut stacks: Vec<Stack> = stacks.into_iter().map(|(_, stack)| stack).collect();
             stacks.sort_by(|a, b| {
                 (b.figures.live_bytes, b.figures.alloc_bytes)
                     .cmp(&(a.figures.live_bytes, a.figures.alloc_bytes))
@@ -183,6 +215,8 @@ pub(crate) fn build(
                 site,
                 frames: stacks.first().map(|s| s.frames.clone()).unwrap_or_default(),
                 stacks,
+                trend: site_trend(&ids, &checkpoints, now_ns, figures.live_bytes),
+                age: site_age(&ids, &births, now_ns),
             }
         })
         .collect();
@@ -191,25 +225,110 @@ pub(crate) fn build(
             .cmp(&(a.figures.live_bytes, a.figures.alloc_bytes))
             .then(a.site.cmp(&b.site))
     });
+    let uptime_s = now_ns as f64 / 1e9;
+    let mut suspects: Vec<Suspect> = sites
+        .iter()
+        .filter(|site| site.site.function != OTHER_STACKS_SITE)
+        .filter_map(|site| {
+            let candidate = Candidate {
+                site: &site.site,
+                live_bytes: site.figures.live_bytes,
+                trend: site.trend.as_ref(),
+                age: site.age.as_ref(),
+                live_samples: site.figures.live_samples,
+            };
+            trend::judge(&candidate, totals.live_bytes, uptime_s)
+        })
+        .collect();
+    trend::rank(&mut suspects);
     Report {
         format: FORMAT.to_string(),
         version: VERSION,
         sample_rate,
-        uptime_ms,
+        uptime_ms: now_ns / 1_000_000,
         totals,
         process,
         tracker,
         sites,
+        suspects,
     }
 }
 
+/// A site's live bytes at each checkpoint and now, as a trend (`None` without checkpoints).
+fn site_trend(
+    ids: &[StackId],
+    checkpoints: &[Checkpoint],
+    now_ns: u64,
+    live_now: u64,
+) -> Option<Trend> {
+    if checkpoints.is_empty() {
+        return None;
+    }
+    let mut series: Vec<Point> = checkpoints
+        .iter()
+        .map(|checkpoint| Point {
+            at_s: checkpoint.at_ns as f64 / 1e9,
+            live_bytes: ids.iter().map(|&id| checkpoint.live_bytes(id)).sum(),
+        })
+        .collect();
+    // The report's own moment is the latest point, unless a checkpoint was just taken.
+    if checkpoints
+        .last()
+        .is_some_and(|c| now_ns > c.at_ns + 1_000_000)
+    {
+        series.push(Point {
+            at_s: now_ns as f64 / 1e9,
+            live_bytes: live_now as f64,
+        });
+    }
+    trend::trend(&series)
+}
+
+/// The ages of a site's live samples (`None` when none is live).
+fn site_age(ids: &[StackId], births: &HashMap<StackId, Births>, now_ns: u64) -> Option<Age> {
+    let mut earliest = u64::MAX;
+    let mut latest = 0;
+    let mut reservoir: Vec<u64> = Vec::new();
+    for births in ids.iter().filter_map(|id| births.get(id)) {
+        earliest = earliest.min(births.earliest_ns);
+        latest = latest.max(births.latest_ns);
+        reservoir.extend_from_slice(&births.reservoir);
+    }
+    if reservoir.is_empty() {
+        return None;
+    }
+    reservoir.sort_unstable();
+    let median = reservoir[reservoir.len() / 2];
+    let age = |born: u64| now_ns.saturating_sub(born) as f64 / 1e9;
+    Some(Age {
+        oldest_s: age(earliest),
+        median_s: age(median),
+        youngest_s: age(latest),
+    })
+}
+
 /// Symbolizes a stack: its site and its frames without the tracker's.
-fn symbolize_stack(addresses: &[usize]) -> (Location, Vec<Location>) {
+/// Keeps at most `depth` return addresses of the program (the tracker's frames, captured on
+/// top of them, are dropped first).
+fn symbolize_stack(addresses: &[usize], depth: usize) -> (Location, Vec<Location>) {
     let frames: Vec<symbolize::Frame> = addresses
         .iter()
         .flat_map(|&address| symbolize::resolve(address).to_vec())
         .collect();
     let kept = symbolize::trim_tracker_frames(&frames);
+    let mut seen = 0;
+    let mut previous = None;
+    let end = kept
+        .iter()
+        .position(|frame| {
+            if frame.location.address != previous {
+                previous = frame.location.address;
+                seen += 1;
+            }
+            seen > depth
+        })
+        .unwrap_or(kept.len());
+    let kept = &kept[..end];
     let site = symbolize::pick_site(kept)
         .map(|frame| Location {
             address: None,

@@ -180,8 +180,13 @@ pub(crate) fn expired(size: usize, rate_now: u64) -> Option<f64> {
     weight
 }
 
-/// Makes this thread's next allocation re-read the rate (after a runtime rate change).
-pub(crate) fn restart_countdown() {
+/// Makes this thread's next allocation re-read the rate in force and draw a new countdown.
+///
+/// [`crate::set_sample_rate`] calls it for the calling thread. Benchmarks that alternate
+/// trackers of different rates on one thread call it when they switch, so that each
+/// tracker's rate holds from its first allocation (otherwise the thread keeps the previous
+/// tracker's countdown until it runs out — up to 1 GiB after a tracker with sampling off).
+pub fn restart_countdown() {
     LEFT.with(|left| left.set(0));
     LEFT_RATE.with(|r| r.set(u64::MAX));
 }

@@ -81,6 +81,51 @@ pub(crate) fn remove(ptr: usize) -> Option<Sample> {
     Some(sample)
 }
 
+/// When each stack's live samples were born: the extremes, and a bounded reservoir of
+/// birth times for the median.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Births {
+    pub(crate) earliest_ns: u64,
+    pub(crate) latest_ns: u64,
+    /// Up to [`crate::trend::AGE_RESERVOIR`] birth times, a uniform draw of the live ones.
+    pub(crate) reservoir: Vec<u64>,
+    seen: u64,
+}
+
+impl Births {
+    fn add(&mut self, born_ns: u64) {
+        if self.seen == 0 {
+            self.earliest_ns = born_ns;
+            self.latest_ns = born_ns;
+        }
+        self.earliest_ns = self.earliest_ns.min(born_ns);
+        self.latest_ns = self.latest_ns.max(born_ns);
+        self.seen += 1;
+        if self.reservoir.len() < crate::trend::AGE_RESERVOIR {
+            self.reservoir.push(born_ns);
+        } else {
+            // Reservoir sampling with a fixed hash of the count: deterministic, uniform enough.
+            let slot = (self.seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % self.seen;
+            if let Some(kept) = self.reservoir.get_mut(slot as usize) {
+                *kept = born_ns;
+            }
+        }
+    }
+}
+
+/// The birth times of the live samples, per stack. Runs as tracker code; holds each shard's
+/// lock while it reads it.
+pub(crate) fn births_by_stack() -> std::collections::HashMap<StackId, Births> {
+    let mut births: std::collections::HashMap<StackId, Births> = std::collections::HashMap::new();
+    for shard in &SHARD_TABLE {
+        let table = shard.lock();
+        for (_, sample) in table.iter() {
+            births.entry(sample.stack).or_default().add(sample.born_ns);
+        }
+    }
+    births
+}
+
 /// Samples not recorded because the table was full or out of memory.
 pub(crate) fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)

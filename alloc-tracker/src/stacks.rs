@@ -210,6 +210,32 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
     stacks
 }
 
+/// (stack, live bytes) for every stack holding live samples, the pool included.
+pub(crate) fn live_bytes_by_stack() -> Vec<(StackId, f64)> {
+    let mut live = Vec::new();
+    for (shard_index, shard) in SHARD_TABLE.iter().enumerate() {
+        let shard = shard.lock();
+        live.extend(
+            shard
+                .records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.stats.live_samples > 0)
+                .map(|(slot, record)| {
+                    (
+                        ((shard_index as u32) << SLOT_BITS) | slot as u32,
+                        record.stats.live_bytes,
+                    )
+                }),
+        );
+    }
+    let other = OTHER.lock();
+    if other.live_samples > 0 {
+        live.push((OTHER_STACKS, other.live_bytes));
+    }
+    live
+}
+
 /// Distinct stacks kept.
 pub(crate) fn count() -> usize {
     STACK_COUNT.load(Ordering::Relaxed)

@@ -178,6 +178,7 @@ fn resolve_uncached(address: usize) -> Vec<Frame> {
             .filename()
             .map(|path| path.to_string_lossy().into_owned());
         let origin = classify(&function, file.as_deref());
+        let file = file.map(relative_to_cwd);
         frames.push(Frame {
             location: Location {
                 function,
@@ -198,6 +199,18 @@ fn resolve_uncached(address: usize) -> Vec<Frame> {
         });
     }
     frames
+}
+
+/// `file` relative to the working directory when it lies under it (`demos/src/cache.rs`
+/// rather than `/home/me/project/demos/src/cache.rs`), as it was given otherwise.
+fn relative_to_cwd(file: String) -> String {
+    let Ok(cwd) = std::env::current_dir() else {
+        return file;
+    };
+    match std::path::Path::new(&file).strip_prefix(&cwd) {
+        Ok(relative) if file.starts_with('/') => relative.to_string_lossy().into_owned(),
+        _ => file,
+    }
 }
 
 /// Drops the tracker's frames (and the allocator shims) from the top of a stack.

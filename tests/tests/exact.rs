@@ -26,6 +26,8 @@ fn site<'a>(report: &'a Report, marker: &str) -> &'a Site {
         })
 }
 
+/// `n` separate 1000-byte blocks (boxed on purpose: each is its own allocation).
+#[allow(clippy::vec_box)]
 #[inline(never)]
 fn make_boxes(n: usize) -> Vec<Box<[u8; 1000]>> {
     let mut boxes = Vec::with_capacity(n); // site: boxes-vec

@@ -50,6 +50,8 @@ fn assert_estimate(site: &Site, truth: u64, standard_error: f64) {
     assert!(site.figures.live_samples > 0);
 }
 
+/// One million separate 64-byte blocks (boxed on purpose: each is its own allocation).
+#[allow(clippy::vec_box)]
 #[inline(never)]
 fn small_blocks() -> Vec<Box<[u8; 64]>> {
     (0..1_000_000).map(|_| Box::new([1u8; 64])).collect() // site: small

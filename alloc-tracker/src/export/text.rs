@@ -41,6 +41,44 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+impl Report {
+    /// The "Leak suspects" section that opens the text report.
+    fn write_suspects(&self, out: &mut String) {
+        let checkpoints = self
+            .sites
+            .iter()
+            .find_map(|s| s.trend.as_ref())
+            .map(|t| t.points);
+        if self.suspects.is_empty() {
+            let _ = match checkpoints {
+                Some(points) => {
+                    writeln!(out, "== Leak suspects: none (over {points} checkpoints) ==")
+                }
+                None => writeln!(
+                    out,
+                    "== Leak suspects: none (set ALLOC_TRACKER_INTERVAL for growth trends) =="
+                ),
+            };
+            return;
+        }
+        let _ = writeln!(out, "== Leak suspects ==");
+        for (rank, suspect) in self.suspects.iter().enumerate() {
+            let severity = match suspect.severity {
+                crate::trend::Severity::Critical => "CRITICAL",
+                crate::trend::Severity::Warning => "warning",
+            };
+            let _ = writeln!(
+                out,
+                "{:>2}. {severity} {}: {} live",
+                rank + 1,
+                describe(&suspect.site),
+                human_bytes(suspect.live_bytes)
+            );
+            let _ = writeln!(out, "    {}", suspect.evidence);
+        }
+    }
+}
+
 /// `function  file:line`, or just the function where debug info has no file.
 fn describe(location: &Location) -> String {
     match location.file {
@@ -64,6 +102,7 @@ impl Report {
     /// The report as text for a terminal.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        self.write_suspects(&mut out);
         let t = &self.totals;
         let _ = writeln!(
             out,
@@ -136,19 +175,27 @@ impl Report {
             );
         }
         for (rank, site) in live.iter().take(STACKS_SHOWN).enumerate() {
-            let _ = writeln!(out, "\n#{} {}:", rank + 1, describe(&site.site));
-            for frame in site.frames.iter().take(FRAMES_SHOWN) {
-                let is_site = (&frame.function, &frame.file, frame.line)
-                    == (&site.site.function, &site.site.file, site.site.line);
-                let marker = if is_site { "→" } else { " " };
-                let _ = writeln!(out, "   {marker} {}", describe(frame));
+            let _ = writeln!(
+                out,
+                "\n#{} {}, called from:",
+                rank + 1,
+                describe(&site.site)
+            );
+            // Start at the site: the frames above it are the allocator's own machinery.
+            let at_site = site
+                .frames
+                .iter()
+                .position(|frame| {
+                    (&frame.function, &frame.file, frame.line)
+                        == (&site.site.function, &site.site.file, site.site.line)
+                })
+                .unwrap_or(0);
+            let callers = &site.frames[at_site..];
+            for frame in callers.iter().take(FRAMES_SHOWN) {
+                let _ = writeln!(out, "     {}", describe(frame));
             }
-            if site.frames.len() > FRAMES_SHOWN {
-                let _ = writeln!(
-                    out,
-                    "     … {} more frames",
-                    site.frames.len() - FRAMES_SHOWN
-                );
+            if callers.len() > FRAMES_SHOWN {
+                let _ = writeln!(out, "     … {} more frames", callers.len() - FRAMES_SHOWN);
             }
         }
         out

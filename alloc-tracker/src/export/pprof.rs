@@ -1,0 +1,867 @@
+//! pprof: the gzip-compressed `profile.proto` that `go tool pprof`, Pyroscope, Parca and
+//! most profile viewers read.
+//!
+//! The profile has Go's four heap sample types, in Go's order: `alloc_objects/count`,
+//! `alloc_space/bytes`, `inuse_objects/count`, `inuse_space/bytes` (viewers show the last by
+//! default, as for Go heap profiles). The period type is `space/bytes` and the period is the
+//! report's sampling rate; values are the report's estimates, already unbiased, so viewers
+//! must not (and do not) scale them again.
+//!
+//! Symbols are embedded: every location carries its function (name and system name), file
+//! and line, with the functions inlined at one return address as several `Line` entries,
+//! innermost first, and every mapping says so (`has_functions`, `has_filenames`,
+//! `has_line_numbers`, `has_inline_frames`), so viewers never re-symbolize addresses (which
+//! goes wrong for Rust binaries). A profile of this process
+//! ([`PprofOptions::for_this_process`]) also has the `Mapping` rows of its executable
+//! mappings from `/proc/self/maps`, with their GNU build ids.
+//!
+//! Each stack starts at its first frame outside `std`/`alloc`/`core` (see
+//! [`crate::export`]), so `go tool pprof -top` ranks the code that allocated.
+
+use super::{export_stacks, function_name};
+use crate::report::Report;
+use crate::symbolize::Location;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+
+/// The sample types of every profile, as `(type, unit)`, in the order of each sample's values.
+pub const SAMPLE_TYPES: [(&str, &str); 4] = [
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+];
+
+/// One of the four sample types of [`SAMPLE_TYPES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleType {
+    /// Objects allocated in all (`alloc_objects`).
+    AllocObjects,
+    /// Bytes allocated in all (`alloc_space`).
+    AllocSpace,
+    /// Objects live (`inuse_objects`).
+    InuseObjects,
+    /// Bytes live (`inuse_space`).
+    InuseSpace,
+}
+
+impl SampleType {
+    /// The pprof name of this sample type, e.g. `inuse_space`.
+    pub fn name(self) -> &'static str {
+        SAMPLE_TYPES[self as usize].0
+    }
+}
+
+/// One executable mapping of a process: a `Mapping` row of the profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryMapping {
+    /// First address of the mapping.
+    pub start: u64,
+    /// One past its last address.
+    pub limit: u64,
+    /// Offset in the file of the mapping's first byte.
+    pub offset: u64,
+    /// The mapped file (the executable or a shared library).
+    pub file: String,
+    /// The file's GNU build id in hex, empty where it has none.
+    pub build_id: String,
+}
+
+/// What a pprof export says beyond the report itself.
+#[derive(Clone, Debug, Default)]
+pub struct PprofOptions {
+    /// The executable mappings of the process the report describes. Empty (the default, right
+    /// for a report read from a file): one placeholder mapping holds every location.
+    pub mappings: Vec<MemoryMapping>,
+    /// The sample type viewers show first; `None` leaves it to them (`inuse_space`).
+    pub default_sample_type: Option<SampleType>,
+    /// When the profile was taken, in nanoseconds since the Unix epoch (0: not said).
+    pub time_nanos: i64,
+    /// The time a delta profile covers, in nanoseconds (0: not a delta).
+    pub duration_nanos: i64,
+}
+
+impl PprofOptions {
+    /// Options for a report of this process made just now: its executable mappings with
+    /// their build ids, and the time.
+    pub fn for_this_process() -> Self {
+        Self {
+            mappings: process_mappings(),
+            time_nanos: unix_nanos_now(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_nanos_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Report {
+    /// The report as a gzip-compressed pprof profile, without mappings of this process (right
+    /// for a report read from a file).
+    ///
+    /// ```
+    /// let report = alloc_tracker::Report::from_json(r#"{"format": "alloc-tracker",
+    ///     "version": 1, "sample_rate": 1, "uptime_ms": 0,
+    ///     "totals": {"live_bytes": 0, "live_allocs": 0, "peak_live_bytes": 0,
+    ///                "alloc_bytes": 0, "allocs": 0, "frees": 0},
+    ///     "process": {}, "tracker": {"bytes": 0, "stacks": 0, "dropped_samples": 0},
+    ///     "sites": []}"#).unwrap();
+    /// let gz = report.to_pprof_gz();
+    /// assert_eq!(&gz[..2], &[0x1f, 0x8b]); // gzip
+    /// ```
+    pub fn to_pprof_gz(&self) -> Vec<u8> {
+        self.to_pprof_gz_with(&PprofOptions::default())
+    }
+
+    /// The report as a gzip-compressed pprof profile, with `options` (use
+    /// [`PprofOptions::for_this_process`] for a report of the running process).
+    pub fn to_pprof_gz_with(&self, options: &PprofOptions) -> Vec<u8> {
+        gzip(&encode(self.sample_rate, &rows(self), options))
+    }
+
+    /// The change from `base` to this report as a gzip-compressed pprof profile: each
+    /// stack's values minus its values in `base` (negative where it shrank), as
+    /// `go tool pprof -base` computes and as Go's `/debug/pprof/heap?seconds=N` serves.
+    pub fn to_pprof_delta_gz(&self, base: &Report, options: &PprofOptions) -> Vec<u8> {
+        let mut delta = rows(self);
+        let index: HashMap<Vec<Location>, usize> = delta
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (row.frames.clone(), i))
+            .collect();
+        for row in rows(base) {
+            let negated = row.values.map(|v| -v);
+            match index.get(&row.frames) {
+                Some(&i) => {
+                    for (value, base) in delta[i].values.iter_mut().zip(negated) {
+                        *value += base;
+                    }
+                }
+                None => delta.push(Row {
+                    frames: row.frames,
+                    values: negated,
+                    block_size: None,
+                }),
+            }
+        }
+        delta.retain(|row| row.values.iter().any(|&v| v != 0));
+        for row in &mut delta {
+            row.block_size = None;
+        }
+        gzip(&encode(self.sample_rate, &delta, options))
+    }
+}
+
+/// One pprof sample: a stack and its values in [`SAMPLE_TYPES`] order.
+struct Row {
+    frames: Vec<Location>,
+    values: [i64; 4],
+    /// Average size of the stack's allocations (Go's `bytes` label).
+    block_size: Option<i64>,
+}
+
+/// The report's stacks as samples; stacks that became equal once trimmed are merged.
+fn rows(report: &Report) -> Vec<Row> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut index: HashMap<Vec<Location>, usize> = HashMap::new();
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for stack in export_stacks(report) {
+        let f = stack.figures;
+        let values = [
+            signed(f.allocs),
+            signed(f.alloc_bytes),
+            signed(f.live_allocs),
+            signed(f.live_bytes),
+        ];
+        if values.iter().all(|&v| v == 0) {
+            continue;
+        }
+        let frames: Vec<Location> = stack.frames.into_iter().cloned().collect();
+        match index.get(&frames) {
+            Some(&i) => {
+                for (sum, v) in rows[i].values.iter_mut().zip(values) {
+                    *sum = sum.saturating_add(v);
+                }
+            }
+            None => {
+                index.insert(frames.clone(), rows.len());
+                rows.push(Row {
+                    frames,
+                    values,
+                    block_size: None,
+                });
+            }
+        }
+    }
+    for row in &mut rows {
+        let [objects, bytes, ..] = row.values;
+        row.block_size = (objects > 0).then(|| bytes / objects);
+    }
+    rows
+}
+
+/// The protobuf messages of pprof's `profile.proto` that this exporter writes, declared by
+/// hand (field numbers from `github.com/google/pprof/proto/profile.proto`).
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Profile {
+        #[prost(message, repeated, tag = "1")]
+        pub(super) sample_type: Vec<ValueType>,
+        #[prost(message, repeated, tag = "2")]
+        pub(super) sample: Vec<Sample>,
+        #[prost(message, repeated, tag = "3")]
+        pub(super) mapping: Vec<Mapping>,
+        #[prost(message, repeated, tag = "4")]
+        pub(super) location: Vec<Location>,
+        #[prost(message, repeated, tag = "5")]
+        pub(super) function: Vec<Function>,
+        #[prost(string, repeated, tag = "6")]
+        pub(super) string_table: Vec<String>,
+        #[prost(int64, tag = "9")]
+        pub(super) time_nanos: i64,
+        #[prost(int64, tag = "10")]
+        pub(super) duration_nanos: i64,
+        #[prost(message, optional, tag = "11")]
+        pub(super) period_type: Option<ValueType>,
+        #[prost(int64, tag = "12")]
+        pub(super) period: i64,
+        #[prost(int64, repeated, tag = "13")]
+        pub(super) comment: Vec<i64>,
+        #[prost(int64, tag = "14")]
+        pub(super) default_sample_type: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct ValueType {
+        #[prost(int64, tag = "1")]
+        pub(super) r#type: i64,
+        #[prost(int64, tag = "2")]
+        pub(super) unit: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Sample {
+        #[prost(uint64, repeated, tag = "1")]
+        pub(super) location_id: Vec<u64>,
+        #[prost(int64, repeated, tag = "2")]
+        pub(super) value: Vec<i64>,
+        #[prost(message, repeated, tag = "3")]
+        pub(super) label: Vec<Label>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Label {
+        #[prost(int64, tag = "1")]
+        pub(super) key: i64,
+        #[prost(int64, tag = "2")]
+        pub(super) str: i64,
+        #[prost(int64, tag = "3")]
+        pub(super) num: i64,
+        #[prost(int64, tag = "4")]
+        pub(super) num_unit: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Mapping {
+        #[prost(uint64, tag = "1")]
+        pub(super) id: u64,
+        #[prost(uint64, tag = "2")]
+        pub(super) memory_start: u64,
+        #[prost(uint64, tag = "3")]
+        pub(super) memory_limit: u64,
+        #[prost(uint64, tag = "4")]
+        pub(super) file_offset: u64,
+        #[prost(int64, tag = "5")]
+        pub(super) filename: i64,
+        #[prost(int64, tag = "6")]
+        pub(super) build_id: i64,
+        #[prost(bool, tag = "7")]
+        pub(super) has_functions: bool,
+        #[prost(bool, tag = "8")]
+        pub(super) has_filenames: bool,
+        #[prost(bool, tag = "9")]
+        pub(super) has_line_numbers: bool,
+        #[prost(bool, tag = "10")]
+        pub(super) has_inline_frames: bool,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Location {
+        #[prost(uint64, tag = "1")]
+        pub(super) id: u64,
+        #[prost(uint64, tag = "2")]
+        pub(super) mapping_id: u64,
+        #[prost(uint64, tag = "3")]
+        pub(super) address: u64,
+        #[prost(message, repeated, tag = "4")]
+        pub(super) line: Vec<Line>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Line {
+        #[prost(uint64, tag = "1")]
+        pub(super) function_id: u64,
+        #[prost(int64, tag = "2")]
+        pub(super) line: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub(super) struct Function {
+        #[prost(uint64, tag = "1")]
+        pub(super) id: u64,
+        #[prost(int64, tag = "2")]
+        pub(super) name: i64,
+        #[prost(int64, tag = "3")]
+        pub(super) system_name: i64,
+        #[prost(int64, tag = "4")]
+        pub(super) filename: i64,
+        #[prost(int64, tag = "5")]
+        pub(super) start_line: i64,
+    }
+}
+
+/// Builds the profile's tables (strings, functions, locations, mappings) as samples are added.
+struct Builder<'o> {
+    profile: proto::Profile,
+    strings: HashMap<String, i64>,
+    functions: HashMap<(String, Option<String>), u64>,
+    locations: HashMap<(u64, Vec<(u64, i64)>), u64>,
+    /// The options' mappings sorted by start, with their profile id once used.
+    mappings: Vec<(&'o MemoryMapping, Option<u64>)>,
+    /// The id of the placeholder mapping, once used.
+    placeholder: Option<u64>,
+}
+
+impl<'o> Builder<'o> {
+    fn new(options: &'o PprofOptions) -> Self {
+        let mut mappings: Vec<(&MemoryMapping, Option<u64>)> =
+            options.mappings.iter().map(|m| (m, None)).collect();
+        mappings.sort_by_key(|(m, _)| m.start);
+        let mut builder = Self {
+            profile: proto::Profile::default(),
+            strings: HashMap::new(),
+            functions: HashMap::new(),
+            locations: HashMap::new(),
+            mappings,
+            placeholder: None,
+        };
+        builder.string(""); // index 0 is always the empty string
+        builder
+    }
+
+    fn string(&mut self, s: &str) -> i64 {
+        if let Some(&id) = self.strings.get(s) {
+            return id;
+        }
+        let id = self.profile.string_table.len() as i64;
+        self.profile.string_table.push(s.to_string());
+        self.strings.insert(s.to_string(), id);
+        id
+    }
+
+    fn function(&mut self, frame: &Location) -> u64 {
+        let name = function_name(frame);
+        let key = (name.to_string(), frame.file.clone());
+        if let Some(&id) = self.functions.get(&key) {
+            return id;
+        }
+        let id = self.profile.function.len() as u64 + 1;
+        let name = self.string(name);
+        let filename = self.string(frame.file.as_deref().unwrap_or(""));
+        self.profile.function.push(proto::Function {
+            id,
+            name,
+            // Demangled names are all the report keeps: they serve as system names too.
+            system_name: name,
+            filename,
+            start_line: 0,
+        });
+        self.functions.insert(key, id);
+        id
+    }
+
+    /// The mapping that holds `address` (the placeholder mapping where none does).
+    fn mapping_for(&mut self, address: Option<u64>) -> u64 {
+        if let Some(address) = address {
+            let found = self
+                .mappings
+                .partition_point(|(m, _)| m.start <= address)
+                .checked_sub(1)
+                .filter(|&i| address < self.mappings[i].0.limit);
+            if let Some(i) = found {
+                if let Some(id) = self.mappings[i].1 {
+                    return id;
+                }
+                let m = self.mappings[i].0;
+                let id = self.add_mapping(m.start, m.limit, m.offset, &m.file, &m.build_id);
+                self.mappings[i].1 = Some(id);
+                return id;
+            }
+        }
+        match self.placeholder {
+            Some(id) => id,
+            None => {
+                let id = self.add_mapping(0, 0, 0, "", "");
+                self.placeholder = Some(id);
+                id
+            }
+        }
+    }
+
+    fn add_mapping(
+        &mut self,
+        start: u64,
+        limit: u64,
+        offset: u64,
+        file: &str,
+        build_id: &str,
+    ) -> u64 {
+        let id = self.profile.mapping.len() as u64 + 1;
+        let filename = self.string(file);
+        let build_id = self.string(build_id);
+        self.profile.mapping.push(proto::Mapping {
+            id,
+            memory_start: start,
+            memory_limit: limit,
+            file_offset: offset,
+            filename,
+            build_id,
+            has_functions: true,
+            has_filenames: true,
+            has_line_numbers: true,
+            has_inline_frames: true,
+        });
+        id
+    }
+
+    /// The location of one return address and the frames inlined there (innermost first).
+    fn location(&mut self, group: &[Location]) -> u64 {
+        let address = group.first().and_then(|f| f.address);
+        let lines: Vec<(u64, i64)> = group
+            .iter()
+            .map(|frame| (self.function(frame), i64::from(frame.line.unwrap_or(0))))
+            .collect();
+        // The call instruction is the byte before the return address (as Go writes it).
+        let pc = address.map_or(0, |a| a.saturating_sub(1));
+        let key = (pc, lines);
+        if let Some(&id) = self.locations.get(&key) {
+            return id;
+        }
+        let id = self.profile.location.len() as u64 + 1;
+        let mapping_id = self.mapping_for(address.map(|_| pc));
+        self.profile.location.push(proto::Location {
+            id,
+            mapping_id,
+            address: pc,
+            line: key
+                .1
+                .iter()
+                .map(|&(function_id, line)| proto::Line { function_id, line })
+                .collect(),
+        });
+        self.locations.insert(key, id);
+        id
+    }
+
+    fn sample(&mut self, row: &Row) {
+        let location_id = inline_groups(&row.frames)
+            .into_iter()
+            .map(|group| self.location(group))
+            .collect();
+        let label = match row.block_size {
+            Some(size) => vec![proto::Label {
+                key: self.string("bytes"),
+                str: 0,
+                num: size,
+                num_unit: 0,
+            }],
+            None => Vec::new(),
+        };
+        self.profile.sample.push(proto::Sample {
+            location_id,
+            value: row.values.to_vec(),
+            label,
+        });
+    }
+}
+
+/// Splits frames (innermost first) into the groups that share one return address: the
+/// frames inlined at a call, then the function that made it. A frame without an address is
+/// a group of its own; a repeat of a group's first frame (recursion) starts a new group.
+fn inline_groups(frames: &[Location]) -> Vec<&[Location]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=frames.len() {
+        let ends = match (frames.get(i), frames.get(start)) {
+            (Some(next), Some(first)) => {
+                next.address.is_none() || next.address != first.address || next == first
+            }
+            _ => true,
+        };
+        if ends {
+            if start < i {
+                groups.push(&frames[start..i]);
+            }
+            start = i;
+        }
+    }
+    groups
+}
+
+/// Encodes the profile (uncompressed).
+fn encode(sample_rate: u64, rows: &[Row], options: &PprofOptions) -> Vec<u8> {
+    use prost::Message;
+    let mut b = Builder::new(options);
+    for (kind, unit) in SAMPLE_TYPES {
+        let value_type = proto::ValueType {
+            r#type: b.string(kind),
+            unit: b.string(unit),
+        };
+        b.profile.sample_type.push(value_type);
+    }
+    let period_type = proto::ValueType {
+        r#type: b.string("space"),
+        unit: b.string("bytes"),
+    };
+    b.profile.period_type = Some(period_type);
+    b.profile.period = i64::try_from(sample_rate).unwrap_or(i64::MAX);
+    b.profile.time_nanos = options.time_nanos;
+    b.profile.duration_nanos = options.duration_nanos;
+    if let Some(kind) = options.default_sample_type {
+        b.profile.default_sample_type = b.string(kind.name());
+    }
+    let comment = match sample_rate {
+        1 => "alloc-tracker: every allocation recorded".to_string(),
+        rate => format!(
+            "alloc-tracker: one sample per {rate} bytes allocated on average; values are unbiased estimates"
+        ),
+    };
+    let comment = b.string(&comment);
+    b.profile.comment.push(comment);
+    for row in rows {
+        b.sample(row);
+    }
+    b.profile.encode_to_vec()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    match encoder.write_all(bytes) {
+        Ok(()) => encoder.finish().unwrap_or_default(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The executable, file-backed mappings of this process (from `/proc/self/maps`), with the
+/// build id of each file. Empty where `/proc` is not there.
+pub fn process_mappings() -> Vec<MemoryMapping> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut build_ids: HashMap<String, String> = HashMap::new();
+    let mut mappings = Vec::new();
+    for line in maps.lines() {
+        let Some(mut mapping) = parse_maps_line(line) else {
+            continue;
+        };
+        let build_id = build_ids
+            .entry(mapping.file.clone())
+            .or_insert_with(|| elf_build_id(&mapping.file).unwrap_or_default());
+        mapping.build_id = build_id.clone();
+        mappings.push(mapping);
+    }
+    mappings
+}
+
+/// One line of `/proc/<pid>/maps`, if it maps a file executable.
+fn parse_maps_line(line: &str) -> Option<MemoryMapping> {
+    let mut fields = line.split_whitespace();
+    let range = fields.next()?;
+    let perms = fields.next()?;
+    let offset = fields.next()?;
+    let _device = fields.next()?;
+    let _inode = fields.next()?;
+    let file = fields.collect::<Vec<_>>().join(" ");
+    if !perms.contains('x') || !file.starts_with('/') {
+        return None;
+    }
+    let (start, limit) = range.split_once('-')?;
+    Some(MemoryMapping {
+        start: u64::from_str_radix(start, 16).ok()?,
+        limit: u64::from_str_radix(limit, 16).ok()?,
+        offset: u64::from_str_radix(offset, 16).ok()?,
+        file,
+        build_id: String::new(),
+    })
+}
+
+/// The GNU build id of an ELF file (64-bit, little-endian), in hex.
+fn elf_build_id(path: &str) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut header = [0u8; 64];
+    file.read_exact(&mut header).ok()?;
+    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+        return None;
+    }
+    let u16_at =
+        |b: &[u8], at: usize| Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?));
+    let u32_at =
+        |b: &[u8], at: usize| Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?));
+    let u64_at =
+        |b: &[u8], at: usize| Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?));
+    let phoff = u64_at(&header, 32)?;
+    let phentsize = u64::from(u16_at(&header, 54)?);
+    let phnum = u64::from(u16_at(&header, 56)?);
+    const PT_NOTE: u32 = 4;
+    for i in 0..phnum.min(512) {
+        let mut ph = [0u8; 56];
+        file.seek(SeekFrom::Start(
+            phoff.checked_add(i.checked_mul(phentsize)?)?,
+        ))
+        .ok()?;
+        file.read_exact(&mut ph).ok()?;
+        if u32_at(&ph, 0)? != PT_NOTE {
+            continue;
+        }
+        let (offset, size) = (u64_at(&ph, 8)?, u64_at(&ph, 32)?.min(1 << 16));
+        let mut notes = vec![0u8; usize::try_from(size).ok()?];
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        if file.read_exact(&mut notes).is_err() {
+            continue;
+        }
+        if let Some(id) = build_id_note(&notes) {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// The `NT_GNU_BUILD_ID` descriptor among ELF notes, in hex.
+fn build_id_note(notes: &[u8]) -> Option<String> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let align = |n: usize| n.checked_add(3).map(|n| n & !3);
+    let u32_at = |at: usize| Some(u32::from_le_bytes(notes.get(at..at + 4)?.try_into().ok()?));
+    let mut at = 0;
+    while at + 12 <= notes.len() {
+        let name_size = usize::try_from(u32_at(at)?).ok()?;
+        let desc_size = usize::try_from(u32_at(at + 4)?).ok()?;
+        let kind = u32_at(at + 8)?;
+        let name_at = at + 12;
+        let desc_at = name_at.checked_add(align(name_size)?)?;
+        let desc = notes.get(desc_at..desc_at.checked_add(desc_size)?)?;
+        if kind == NT_GNU_BUILD_ID && notes.get(name_at..name_at + name_size)? == b"GNU\0" {
+            return Some(desc.iter().map(|b| format!("{b:02x}")).collect());
+        }
+        at = desc_at.checked_add(align(desc_size)?)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::tests::sample_report;
+    use prost::Message;
+
+    fn decode(gz: &[u8]) -> proto::Profile {
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut bytes)
+            .unwrap();
+        proto::Profile::decode(bytes.as_slice()).unwrap()
+    }
+
+    fn str_of(p: &proto::Profile, i: i64) -> &str {
+        &p.string_table[i as usize]
+    }
+
+    /// Each sample as (function names of its lines, innermost first; values).
+    fn samples(p: &proto::Profile) -> Vec<(Vec<String>, Vec<i64>)> {
+        p.sample
+            .iter()
+            .map(|s| {
+                let names = s
+                    .location_id
+                    .iter()
+                    .flat_map(|&id| p.location[id as usize - 1].line.iter())
+                    .map(|line| {
+                        let f = &p.function[line.function_id as usize - 1];
+                        str_of(p, f.name).to_string()
+                    })
+                    .collect();
+                (names, s.value.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sample_types_and_period_are_gos() {
+        let p = decode(&sample_report().to_pprof_gz());
+        let types: Vec<(&str, &str)> = p
+            .sample_type
+            .iter()
+            .map(|t| (str_of(&p, t.r#type), str_of(&p, t.unit)))
+            .collect();
+        assert_eq!(types, SAMPLE_TYPES);
+        let period = p.period_type.as_ref().unwrap();
+        assert_eq!(
+            (str_of(&p, period.r#type), str_of(&p, period.unit)),
+            ("space", "bytes")
+        );
+        assert_eq!(p.period, 1);
+        assert_eq!(p.string_table[0], "");
+    }
+
+    #[test]
+    fn values_are_the_reports_estimates_and_machinery_is_dropped() {
+        let p = decode(&sample_report().to_pprof_gz());
+        let samples = samples(&p);
+        assert_eq!(samples.len(), 2);
+        assert_eq!(
+            samples[0].0,
+            ["app::leaky::inner", "app::leaky", "app::main"]
+        );
+        assert_eq!(samples[0].1, [8, 8192, 4, 4096]);
+        assert_eq!(samples[1].0[0], "app::cache<[u8; 4]>");
+        let label = &p.sample[0].label[0];
+        assert_eq!((str_of(&p, label.key), label.num), ("bytes", 1024));
+    }
+
+    #[test]
+    fn inlined_frames_share_one_location_innermost_first() {
+        let p = decode(&sample_report().to_pprof_gz());
+        let first = &p.sample[0];
+        assert_eq!(
+            first.location_id.len(),
+            2,
+            "leaky::inner is inlined into leaky"
+        );
+        let location = &p.location[first.location_id[0] as usize - 1];
+        assert_eq!(location.address, 0x3000 - 1);
+        let lines: Vec<i64> = location.line.iter().map(|l| l.line).collect();
+        assert_eq!(lines, [7, 12]);
+        let function = &p.function[location.line[0].function_id as usize - 1];
+        assert_eq!(str_of(&p, function.filename), "src/main.rs");
+        assert_eq!(function.system_name, function.name);
+        // app::main is shared by both stacks, but at two call sites: two locations.
+        assert_eq!(p.location.len(), 4);
+        assert_eq!(p.function.len(), 4);
+    }
+
+    #[test]
+    fn every_location_has_a_symbolized_mapping() {
+        let p = decode(&sample_report().to_pprof_gz());
+        assert_eq!(p.mapping.len(), 1, "one placeholder mapping");
+        let m = &p.mapping[0];
+        assert!(m.has_functions && m.has_filenames && m.has_line_numbers && m.has_inline_frames);
+        assert!(p.location.iter().all(|l| l.mapping_id == m.id));
+    }
+
+    #[test]
+    fn live_mappings_hold_the_locations_in_them() {
+        let options = PprofOptions {
+            mappings: vec![
+                MemoryMapping {
+                    start: 0x4f00,
+                    limit: 0x6000,
+                    offset: 0x1000,
+                    file: "/usr/lib/libcache.so".into(),
+                    build_id: "abcd".into(),
+                },
+                MemoryMapping {
+                    start: 0x2000,
+                    limit: 0x4000,
+                    offset: 0,
+                    file: "/bin/app".into(),
+                    build_id: "1234".into(),
+                },
+                MemoryMapping {
+                    start: 0x9000,
+                    limit: 0xa000,
+                    offset: 0,
+                    file: "/unused.so".into(),
+                    build_id: String::new(),
+                },
+            ],
+            default_sample_type: Some(SampleType::AllocSpace),
+            time_nanos: 42,
+            duration_nanos: 0,
+        };
+        let p = decode(&sample_report().to_pprof_gz_with(&options));
+        let files: Vec<&str> = p.mapping.iter().map(|m| str_of(&p, m.filename)).collect();
+        // Used mappings only, plus the placeholder for 0x4010 (outside every mapping).
+        assert_eq!(files, ["/bin/app", "/usr/lib/libcache.so", ""]);
+        assert_eq!(str_of(&p, p.mapping[0].build_id), "1234");
+        for location in &p.location {
+            let m = &p.mapping[location.mapping_id as usize - 1];
+            if !str_of(&p, m.filename).is_empty() {
+                assert!((m.memory_start..m.memory_limit).contains(&location.address));
+            }
+        }
+        assert_eq!(str_of(&p, p.default_sample_type), "alloc_space");
+        assert_eq!(p.time_nanos, 42);
+    }
+
+    #[test]
+    fn a_delta_subtracts_the_base_per_stack() {
+        let base = sample_report();
+        let mut new = sample_report();
+        new.sites[0].stacks[0].figures.live_bytes += 1000;
+        new.sites[1].stacks[0].figures.live_bytes -= 24;
+        let p = decode(&new.to_pprof_delta_gz(&base, &PprofOptions::default()));
+        let samples = samples(&p);
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].1, [0, 0, 0, 1000]);
+        assert_eq!(samples[1].1, [0, 0, 0, -24]);
+        let same = decode(&base.to_pprof_delta_gz(&base, &PprofOptions::default()));
+        assert!(same.sample.is_empty());
+    }
+
+    #[test]
+    fn recursion_at_one_address_is_not_merged() {
+        let f = crate::export::tests::frame("app::recurse", "src/main.rs", 3, 0x10);
+        let frames = vec![f.clone(), f.clone(), f];
+        assert_eq!(inline_groups(&frames).len(), 3);
+        assert!(inline_groups(&[]).is_empty());
+    }
+
+    #[test]
+    fn maps_lines_and_build_ids_are_read() {
+        let line = "55d0c0a00000-55d0c0b00000 r-xp 00001000 08:01 1234    /usr/bin/my app";
+        let m = parse_maps_line(line).unwrap();
+        assert_eq!(
+            (m.start, m.limit, m.offset),
+            (0x55d0c0a00000, 0x55d0c0b00000, 0x1000)
+        );
+        assert_eq!(m.file, "/usr/bin/my app");
+        assert!(parse_maps_line("7ffd-7ffe r-xp 00000000 00:00 0 [vdso]").is_none());
+        assert!(parse_maps_line("1000-2000 r--p 00000000 08:01 1 /lib/x.so").is_none());
+        // Our own test binary: linked with a build id by default on Linux.
+        let exe = std::env::current_exe().unwrap();
+        let mappings = process_mappings();
+        let own = mappings
+            .iter()
+            .find(|m| std::path::Path::new(&m.file) == exe)
+            .expect("the test binary is mapped executable");
+        assert!(own.build_id.len() >= 16, "build id {:?}", own.build_id);
+        assert!(own.build_id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn build_id_notes_are_parsed_defensively() {
+        let mut note = Vec::new();
+        note.extend_from_slice(&4u32.to_le_bytes());
+        note.extend_from_slice(&3u32.to_le_bytes());
+        note.extend_from_slice(&3u32.to_le_bytes());
+        note.extend_from_slice(b"GNU\0");
+        note.extend_from_slice(&[0xde, 0xad, 0xbe, 0]);
+        assert_eq!(build_id_note(&note).as_deref(), Some("deadbe"));
+        assert_eq!(build_id_note(&note[..14]), None);
+        assert_eq!(build_id_note(&[0xff; 12]), None);
+    }
+}

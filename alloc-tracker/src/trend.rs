@@ -1,0 +1,482 @@
+//! Telling a leak from a cache: growth over time, the age of what is live, and the rule that
+//! ranks leak suspects. Pure arithmetic over series and ages, unit-tested on synthetic data.
+//!
+//! # The suspect rule, and why
+//!
+//! A heap profile says where memory *is*. A reference leak is memory that keeps arriving and
+//! never leaves, so its signature is over time: the site's live bytes grow, and what is live
+//! there was allocated all along the run (old objects never freed, new ones still coming).
+//! The things that look like it but are not:
+//!
+//! * a **bounded cache** fills, then replaces its working set: live bytes flatten, and its
+//!   live objects are never older than its eviction horizon;
+//! * **start-up state** (a table built once and kept): old, but not growing.
+//!
+//! So a site is a suspect when it holds a noticeable share of the heap (at least
+//! [`MIN_SUSPECT_BYTES`] and 1% of live bytes) and either:
+//!
+//! 1. **it grows** (at least [`MIN_POINTS`] checkpoints): live bytes never fell across the
+//!    recent checkpoints and rose overall, a straight line fits them (R² ≥ [`MIN_FIT`]),
+//!    and the growth is at least 10% of its size per hour (the seed's warning threshold for
+//!    a heap in steady state); it is **critical** when its live bytes at least doubled over
+//!    the observed window (the seed's "doubles without more work"), a **warning** otherwise;
+//! 2. **or, without checkpoints, its ages span the run**: its oldest live sample is nearly
+//!    as old as the run, its youngest is recent, and the median sits in between — memory
+//!    accumulating from start to end. That is a **warning**: ages alone cannot measure a
+//!    rate.
+//!
+//! Suspects are ranked by severity, then by growth rate, then by live bytes.
+
+use crate::symbolize::Location;
+use serde::{Deserialize, Serialize};
+
+/// A site must hold at least this much to be a suspect.
+pub const MIN_SUSPECT_BYTES: u64 = 1 << 20;
+/// Checkpoints needed to judge growth.
+pub const MIN_POINTS: usize = 3;
+/// The least R² of a straight-line fit for growth to count as steady.
+pub const MIN_FIT: f64 = 0.8;
+/// Growth, in percent of the site's size per hour, from which it is a suspect.
+pub const WARN_PERCENT_PER_HOUR: f64 = 10.0;
+/// How many of the latest checkpoints must show no decrease.
+pub const RECENT_POINTS: usize = 8;
+
+/// One point of a site's live bytes over time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point {
+    /// Seconds since the tracker started.
+    pub at_s: f64,
+    /// Live bytes then.
+    pub live_bytes: f64,
+}
+
+/// How a site's live bytes moved across the checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    /// Checkpoints the trend is computed from (the report's own moment included).
+    pub points: usize,
+    /// Seconds between the first and the last point.
+    pub span_s: f64,
+    /// Live bytes at the first point.
+    pub first_bytes: u64,
+    /// Least-squares growth rate, bytes per second.
+    pub bytes_per_s: f64,
+    /// That rate as a share of the site's current live bytes per hour.
+    pub percent_per_hour: f64,
+    /// Whether live bytes never fell across the recent points and rose overall.
+    pub monotonic: bool,
+    /// R² of the straight-line fit (1 = a perfect line).
+    pub fit: f64,
+}
+
+/// Computes the trend of a series (ordered by time); `None` with fewer than two points.
+pub fn trend(series: &[Point]) -> Option<Trend> {
+    let (first, last) = (series.first()?, series.last()?);
+    if series.len() < 2 {
+        return None;
+    }
+    let n = series.len() as f64;
+    let mean_t = series.iter().map(|p| p.at_s).sum::<f64>() / n;
+    let mean_y = series.iter().map(|p| p.live_bytes).sum::<f64>() / n;
+    let sxx: f64 = series.iter().map(|p| (p.at_s - mean_t).powi(2)).sum();
+    let sxy: f64 = series
+        .iter()
+        .map(|p| (p.at_s - mean_t) * (p.live_bytes - mean_y))
+        .sum();
+    let syy: f64 = series.iter().map(|p| (p.live_bytes - mean_y).powi(2)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let fit = if sxx > 0.0 && syy > 0.0 {
+        (sxy * sxy / (sxx * syy)).clamp(0.0, 1.0)
+    } else if syy == 0.0 {
+        1.0 // flat: a perfect (horizontal) line
+    } else {
+        0.0
+    };
+    let recent = &series[series.len().saturating_sub(RECENT_POINTS)..];
+    let monotonic = recent
+        .windows(2)
+        .all(|w| w[1].live_bytes >= w[0].live_bytes)
+        && recent.last()?.live_bytes > recent.first()?.live_bytes;
+    let percent_per_hour = if last.live_bytes > 0.0 {
+        slope * 3600.0 / last.live_bytes * 100.0
+    } else {
+        0.0
+    };
+    Some(Trend {
+        points: series.len(),
+        span_s: last.at_s - first.at_s,
+        first_bytes: first.live_bytes.max(0.0).round() as u64,
+        bytes_per_s: slope,
+        percent_per_hour,
+        monotonic,
+        fit,
+    })
+}
+
+/// The ages of a site's live samples, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Age {
+    /// The oldest live sample's age.
+    pub oldest_s: f64,
+    /// The median age (of up to [`AGE_RESERVOIR`] samples drawn from the live ones).
+    pub median_s: f64,
+    /// The youngest live sample's age.
+    pub youngest_s: f64,
+}
+
+/// Live samples per stack kept for the median age.
+pub const AGE_RESERVOIR: usize = 256;
+
+/// How serious a suspect is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Grows steadily (or has accumulated since start), by the 10%-per-hour rule.
+    Warning,
+    /// Doubled over the observed window.
+    Critical,
+}
+
+/// A site the rule above flags as a likely leak.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Suspect {
+    /// The site, as in `sites`.
+    pub site: Location,
+    /// How serious.
+    pub severity: Severity,
+    /// Its live bytes now.
+    pub live_bytes: u64,
+    /// Its growth, where checkpoints measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+    /// The ages of its live samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<Age>,
+    /// The evidence, in words.
+    pub evidence: String,
+}
+
+/// What the rule needs to know about one site.
+pub struct Candidate<'a> {
+    /// The site.
+    pub site: &'a Location,
+    /// Its live bytes now.
+    pub live_bytes: u64,
+    /// Its trend, if there were checkpoints.
+    pub trend: Option<&'a Trend>,
+    /// Its live samples' ages, if any are live.
+    pub age: Option<&'a Age>,
+    /// Live samples behind the figures.
+    pub live_samples: u64,
+}
+
+/// Applies the rule (see the module notes) to one site.
+pub fn judge(candidate: &Candidate, heap_live_bytes: u64, uptime_s: f64) -> Option<Suspect> {
+    let floor = MIN_SUSPECT_BYTES.max(heap_live_bytes / 100);
+    if candidate.live_bytes < floor {
+        return None;
+    }
+    let age_words = candidate.age.map(|age| age_evidence(age, uptime_s));
+    let verdict = match candidate.trend {
+        Some(trend) if trend.points >= MIN_POINTS => judge_growth(trend, candidate.live_bytes),
+        _ => judge_ages(candidate.age?, candidate.live_samples, uptime_s),
+    }?;
+    let (severity, growth_words) = verdict;
+    let evidence = match age_words {
+        Some(ages) => format!("{growth_words}; {ages}"),
+        None => growth_words,
+    };
+    Some(Suspect {
+        site: candidate.site.clone(),
+        severity,
+        live_bytes: candidate.live_bytes,
+        trend: candidate.trend.cloned(),
+        age: candidate.age.cloned(),
+        evidence,
+    })
+}
+
+fn judge_growth(trend: &Trend, live_bytes: u64) -> Option<(Severity, String)> {
+    if !trend.monotonic || trend.fit < MIN_FIT || trend.percent_per_hour < WARN_PERCENT_PER_HOUR {
+        return None;
+    }
+    let doubled = live_bytes >= trend.first_bytes.saturating_mul(2);
+    let severity = if doubled {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    let words = format!(
+        "grew monotonically {}/s over {} checkpoints ({:.0} s, fit R² {:.2}){}",
+        crate::export::text::human_bytes(trend.bytes_per_s.max(0.0) as u64),
+        trend.points,
+        trend.span_s,
+        trend.fit,
+        if doubled {
+            format!(
+                ", from {} to {}",
+                crate::export::text::human_bytes(trend.first_bytes),
+                crate::export::text::human_bytes(live_bytes)
+            )
+        } else {
+            format!(", {:.0}% per hour", trend.percent_per_hour)
+        }
+    );
+    Some((severity, words))
+}
+
+fn judge_ages(age: &Age, live_samples: u64, uptime_s: f64) -> Option<(Severity, String)> {
+    let spans_the_run = uptime_s > 0.0
+        && live_samples >= 8
+        && age.oldest_s >= 0.75 * uptime_s
+        && age.youngest_s <= 0.25 * uptime_s
+        && (0.2 * uptime_s..=0.8 * uptime_s).contains(&age.median_s);
+    spans_the_run.then(|| {
+        (
+            Severity::Warning,
+            "it accumulated all run long (too few checkpoints to measure its growth)".to_string(),
+        )
+    })
+}
+
+fn age_evidence(age: &Age, uptime_s: f64) -> String {
+    let spanning = if uptime_s > 0.0 && age.oldest_s >= 0.75 * uptime_s {
+        ", spanning the whole run"
+    } else {
+        ""
+    };
+    format!(
+        "live objects aged {}–{} (median {}){spanning}",
+        seconds(age.youngest_s),
+        seconds(age.oldest_s),
+        seconds(age.median_s)
+    )
+}
+
+fn seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+/// Ranks suspects: critical first, then faster growth, then more live bytes.
+pub fn rank(suspects: &mut [Suspect]) {
+    let rate = |s: &Suspect| s.trend.as_ref().map_or(0.0, |t| t.bytes_per_s);
+    suspects.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(rate(b).total_cmp(&rate(a)))
+            .then(b.live_bytes.cmp(&a.live_bytes))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(values: &[f64]) -> Vec<Point> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Point {
+                at_s: i as f64,
+                live_bytes: v,
+            })
+            .collect()
+    }
+
+    fn location() -> Location {
+        Location::named("app::leak")
+    }
+
+    fn candidate<'a>(
+        site: &'a Location,
+        live: u64,
+        trend: Option<&'a Trend>,
+        age: Option<&'a Age>,
+    ) -> Candidate<'a> {
+        Candidate {
+            site,
+            live_bytes: live,
+            trend,
+            age,
+            live_samples: 100,
+        }
+    }
+
+    #[test]
+    fn a_straight_line_is_fitted_exactly() {
+        let t = trend(&series(&[10.0, 20.0, 30.0, 40.0])).unwrap();
+        assert!((t.bytes_per_s - 10.0).abs() < 1e-9);
+        assert!((t.fit - 1.0).abs() < 1e-9);
+        assert!(t.monotonic);
+        assert_eq!(t.first_bytes, 10);
+        assert!((t.percent_per_hour - 10.0 * 3600.0 / 40.0 * 100.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn flat_and_noisy_series_are_not_monotonic() {
+        let flat = trend(&series(&[5.0, 5.0, 5.0, 5.0])).unwrap();
+        assert!(!flat.monotonic);
+        assert_eq!(flat.bytes_per_s, 0.0);
+        let noisy = trend(&series(&[5.0, 9.0, 4.0, 8.0, 5.0])).unwrap();
+        assert!(!noisy.monotonic);
+        assert!(noisy.fit < 0.5);
+        assert!(trend(&series(&[1.0])).is_none());
+    }
+
+    #[test]
+    fn a_steady_leak_is_critical_once_it_doubles() {
+        let mb = 1024.0 * 1024.0;
+        let t = trend(&series(&[10.0 * mb, 34.0 * mb, 58.0 * mb, 82.0 * mb])).unwrap();
+        let site = location();
+        let suspect = judge(
+            &candidate(&site, (82.0 * mb) as u64, Some(&t), None),
+            100 << 20,
+            4.0,
+        )
+        .unwrap();
+        assert_eq!(suspect.severity, Severity::Critical);
+        assert!(
+            suspect
+                .evidence
+                .starts_with("grew monotonically 24.0 MiB/s over 4 checkpoints"),
+            "{}",
+            suspect.evidence
+        );
+    }
+
+    #[test]
+    fn slow_growth_below_ten_percent_an_hour_is_not_a_suspect() {
+        // 100 MiB growing by 1 KiB/s: 3.5 MiB/h, 3.4% per hour.
+        let base = 100.0 * 1024.0 * 1024.0;
+        let t = trend(&series(&[
+            base,
+            base + 1024.0,
+            base + 2048.0,
+            base + 3072.0,
+        ]))
+        .unwrap();
+        let site = location();
+        assert!(judge(
+            &candidate(&site, base as u64 + 3072, Some(&t), None),
+            200 << 20,
+            4.0
+        )
+        .is_none());
+        // The same site growing 10 KiB/s (36% an hour) is a warning, not critical.
+        let t = trend(&series(&[base, base + 10240.0, base + 20480.0])).unwrap();
+        let suspect = judge(
+            &candidate(&site, base as u64 + 20480, Some(&t), None),
+            200 << 20,
+            4.0,
+        )
+        .unwrap();
+        assert_eq!(suspect.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn a_bounded_cache_is_not_a_suspect() {
+        // Filled during the first checkpoint, then flat with replacement noise; ages bounded.
+        let mb = 1024.0 * 1024.0;
+        let t = trend(&series(&[
+            5.0 * mb,
+            5.1 * mb,
+            4.9 * mb,
+            5.0 * mb,
+            5.05 * mb,
+        ]))
+        .unwrap();
+        let age = Age {
+            oldest_s: 0.2,
+            median_s: 0.1,
+            youngest_s: 0.0,
+        };
+        let site = location();
+        assert!(judge(
+            &candidate(&site, 5 << 20, Some(&t), Some(&age)),
+            20 << 20,
+            6.0
+        )
+        .is_none());
+        // Without checkpoints the ages alone clear it too.
+        assert!(judge(&candidate(&site, 5 << 20, None, Some(&age)), 20 << 20, 6.0).is_none());
+    }
+
+    #[test]
+    fn start_up_state_is_not_a_suspect() {
+        let mb = 1024.0 * 1024.0;
+        let t = trend(&series(&[50.0 * mb, 50.0 * mb, 50.0 * mb])).unwrap();
+        let age = Age {
+            oldest_s: 6.0,
+            median_s: 6.0,
+            youngest_s: 5.9,
+        };
+        let site = location();
+        assert!(judge(
+            &candidate(&site, 50 << 20, Some(&t), Some(&age)),
+            60 << 20,
+            6.0
+        )
+        .is_none());
+        assert!(judge(&candidate(&site, 50 << 20, None, Some(&age)), 60 << 20, 6.0).is_none());
+    }
+
+    #[test]
+    fn accumulation_over_the_run_is_a_warning_without_checkpoints() {
+        let age = Age {
+            oldest_s: 5.9,
+            median_s: 3.0,
+            youngest_s: 0.01,
+        };
+        let site = location();
+        let suspect = judge(&candidate(&site, 50 << 20, None, Some(&age)), 60 << 20, 6.0).unwrap();
+        assert_eq!(suspect.severity, Severity::Warning);
+        assert!(
+            suspect.evidence.contains("spanning the whole run"),
+            "{}",
+            suspect.evidence
+        );
+    }
+
+    #[test]
+    fn small_sites_and_freed_sites_are_never_suspects() {
+        let t = trend(&series(&[0.0, 100.0, 200.0, 300.0])).unwrap();
+        let site = location();
+        assert!(judge(&candidate(&site, 300, Some(&t), None), 1000, 4.0).is_none());
+        // Grew, then freed: the last point drops to zero, so it is not monotonic, and it
+        // holds nothing.
+        let mb = 1024.0 * 1024.0;
+        let t = trend(&series(&[10.0 * mb, 20.0 * mb, 30.0 * mb, 0.0])).unwrap();
+        assert!(!t.monotonic);
+        assert!(judge(&candidate(&site, 0, Some(&t), None), 1 << 20, 4.0).is_none());
+    }
+
+    #[test]
+    fn ranking_puts_critical_and_fast_first() {
+        let make = |severity, rate: f64, live| Suspect {
+            site: location(),
+            severity,
+            live_bytes: live,
+            trend: Some(Trend {
+                bytes_per_s: rate,
+                ..Trend::default()
+            }),
+            age: None,
+            evidence: String::new(),
+        };
+        let mut suspects = vec![
+            make(Severity::Warning, 9.0, 1),
+            make(Severity::Critical, 1.0, 1),
+            make(Severity::Critical, 5.0, 1),
+        ];
+        rank(&mut suspects);
+        let rates: Vec<f64> = suspects
+            .iter()
+            .map(|s| s.trend.as_ref().unwrap().bytes_per_s)
+            .collect();
+        assert_eq!(rates, vec![5.0, 1.0, 9.0]);
+    }
+}

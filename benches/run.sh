@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Measures alloc-tracker's overhead and writes benches/RESULTS.md:
+#   1. builds the workload binaries (one per global allocator) in release;
+#   2. runs the criterion micro-benchmarks (benches/benches/micro.rs);
+#   3. runs every workload variant interleaved over several rounds, the tracker-memory
+#      workload at each rate, and (with valgrind installed) instruction counts;
+#   4. writes the tables, the machine, the date and this command to benches/RESULTS.md.
+#
+#   benches/run.sh           # full run, about 10-15 minutes on 2 cores
+#   benches/run.sh --quick   # about 3 minutes: short criterion, 2 rounds, smaller workloads
+#
+# Any ALLOC_TRACKER_* variable in the environment is ignored (it would override the
+# configurations being compared). CARGO_TARGET_DIR is respected.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) quick=1 ;;
+        -h | --help)
+            sed -n '2,14p' "$0"
+            exit 0
+            ;;
+        *)
+            echo "unknown argument: $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+for var in $(compgen -e | grep '^ALLOC_TRACKER_' || true); do
+    unset "$var"
+done
+export ALLOC_TRACKER_REPORT=off
+
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+export CRITERION_HOME="$target/criterion"
+since=$(date +%s)
+started=$SECONDS
+
+echo "== build" >&2
+cargo build --release -p alloc-tracker-benches --bins
+
+echo "== criterion" >&2
+if [ "$quick" = 1 ]; then
+    criterion_args=(--warm-up-time 0.3 --measurement-time 0.7 --sample-size 30)
+else
+    criterion_args=(--warm-up-time 0.8 --measurement-time 2)
+fi
+cargo bench -p alloc-tracker-benches --bench micro -- "${criterion_args[@]}"
+
+echo "== workloads" >&2
+runner_args=(--criterion "$CRITERION_HOME" --criterion-since "$since" --out benches/RESULTS.md)
+if [ "$quick" = 1 ]; then
+    runner_args+=(--quick)
+fi
+"$target/release/bench-runner" "${runner_args[@]}" --command "benches/run.sh $*"
+
+echo "== done in $((SECONDS - started)) s: benches/RESULTS.md" >&2

@@ -1,0 +1,12 @@
+//! The workloads with `tikv_jemallocator::Jemalloc` as the global allocator: the baseline
+//! of `wl-tracker-jemalloc`.
+
+use alloc_tracker_benches::cli::{self, Allocator};
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> ExitCode {
+    cli::main(Allocator::Jemalloc)
+}

@@ -1,0 +1,84 @@
+//! Every workload binary runs a tiny workload and prints its JSON line; `fastpath` runs in
+//! every configuration. No timing is asserted: this only keeps the bench binaries working
+//! (`run.sh` does the measuring).
+
+use std::process::Command;
+
+fn run(binary: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let output = Command::new(binary)
+        .args(args)
+        .env("ALLOC_TRACKER_REPORT", "off")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary starts");
+    assert!(
+        output.status.success(),
+        "{binary} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("one JSON line")
+}
+
+#[test]
+fn every_allocator_runs_every_workload() {
+    let binaries = [
+        (env!("CARGO_BIN_EXE_wl-system"), &[][..]),
+        (env!("CARGO_BIN_EXE_wl-tracker"), &[][..]),
+        (
+            env!("CARGO_BIN_EXE_wl-tracker"),
+            &[("ALLOC_TRACKER_RATE", "1")][..],
+        ),
+        (env!("CARGO_BIN_EXE_wl-dhat"), &[][..]),
+        (env!("CARGO_BIN_EXE_wl-jemalloc"), &[][..]),
+        (env!("CARGO_BIN_EXE_wl-tracker-jemalloc"), &[][..]),
+    ];
+    for (binary, env) in binaries {
+        for (workload, scale) in [("service", "0.001"), ("hashmap", "0.01")] {
+            let out = run(binary, &[workload, "--threads", "2", "--scale", scale], env);
+            assert_eq!(out["workload"], workload);
+            assert_eq!(out["threads"], 2);
+            assert!(out["secs"].as_f64().is_some_and(|s| s > 0.0), "{out}");
+        }
+    }
+    // The same work gives the same checksum under every allocator.
+    let a = run(
+        env!("CARGO_BIN_EXE_wl-system"),
+        &["service", "--scale", "0.001"],
+        &[],
+    );
+    let b = run(
+        env!("CARGO_BIN_EXE_wl-dhat"),
+        &["service", "--scale", "0.001"],
+        &[],
+    );
+    assert_eq!(a["checksum"], b["checksum"]);
+}
+
+#[test]
+fn hold_reports_the_tracker_memory() {
+    let out = run(
+        env!("CARGO_BIN_EXE_wl-tracker"),
+        &["hold", "--mib", "8"],
+        &[("ALLOC_TRACKER_RATE", "4096")],
+    );
+    let held = out["held_bytes"].as_u64().unwrap();
+    assert!(held >= 8 << 20, "{out}");
+    // Exact totals: the held blocks are live (plus the little else the program holds).
+    let live = out["live_bytes"].as_u64().unwrap();
+    assert!(live >= held && live < held + (4 << 20), "{out}");
+    assert!(out["tracker_bytes"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(out["sample_rate"], 4096);
+}
+
+#[test]
+fn fastpath_runs_every_configuration() {
+    for config in ["system", "off", "default", "exact-fp", "exact-dwarf"] {
+        let status = Command::new(env!("CARGO_BIN_EXE_fastpath"))
+            .args([config, "1000"])
+            .env("ALLOC_TRACKER_REPORT", "off")
+            .status()
+            .expect("fastpath starts");
+        assert!(status.success(), "{config}");
+    }
+}

@@ -1,0 +1,9 @@
+//! `cache-fixed`: the fixed side of the `cache` demo (see `demos::cache`).
+
+#[global_allocator]
+static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
+
+fn main() {
+    let opts = demos::cli::start(&demos::cache::DEMO, false);
+    demos::cache::run(&opts, false)
+}

@@ -1,0 +1,9 @@
+//! `global-fixed`: the fixed side of the `global` demo (see `demos::global`).
+
+#[global_allocator]
+static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
+
+fn main() {
+    let opts = demos::cli::start(&demos::global::DEMO, false);
+    demos::global::run(&opts, false)
+}

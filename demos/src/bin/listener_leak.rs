@@ -1,0 +1,9 @@
+//! `listener-leak`: the leaky side of the `listener` demo (see `demos::listener`).
+
+#[global_allocator]
+static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
+
+fn main() {
+    let opts = demos::cli::start(&demos::listener::DEMO, true);
+    demos::listener::run(&opts, true)
+}

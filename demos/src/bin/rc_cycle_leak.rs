@@ -1,0 +1,9 @@
+//! `rc-cycle-leak`: the leaky side of the `rc-cycle` demo (see `demos::rc_cycle`).
+
+#[global_allocator]
+static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
+
+fn main() {
+    let opts = demos::cli::start(&demos::rc_cycle::DEMO, true);
+    demos::rc_cycle::run(&opts, true)
+}

@@ -1,0 +1,9 @@
+//! `reslice-fixed`: the fixed side of the `reslice` demo (see `demos::reslice`).
+
+#[global_allocator]
+static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
+
+fn main() {
+    let opts = demos::cli::start(&demos::reslice::DEMO, false);
+    demos::reslice::run(&opts, false)
+}
