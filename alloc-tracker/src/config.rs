@@ -289,7 +289,13 @@ fn parse_report(value: &str) -> Result<(Vec<Destination>, Vec<String>), String> 
         );
     }
     if entries.contains(&"off") {
-        return Ok((Vec::new(), Vec::new()));
+        let ignored = match entries.len() {
+            1 => Vec::new(),
+            _ => vec![format!(
+                "ALLOC_TRACKER_REPORT={value:?}: `off` wins, no report is written"
+            )],
+        };
+        return Ok((Vec::new(), ignored));
     }
     let mut destinations = Vec::new();
     let mut skipped = Vec::new();
@@ -494,8 +500,16 @@ mod tests {
 
     #[test]
     fn off_silences_the_report_and_unknown_formats_are_skipped() {
-        let (settings, _) = parse(&[("ALLOC_TRACKER_REPORT", "off")]);
+        let (settings, warnings) = parse(&[("ALLOC_TRACKER_REPORT", "off")]);
         assert_eq!(settings.report, Some(vec![]));
+        assert!(warnings.is_empty());
+        let (settings, warnings) = parse(&[("ALLOC_TRACKER_REPORT", "off,heap.json")]);
+        assert_eq!(settings.report, Some(vec![]));
+        assert_eq!(
+            warnings.len(),
+            1,
+            "off with other destinations is said once"
+        );
         let (settings, warnings) = parse(&[("ALLOC_TRACKER_REPORT", "heap.txt,stderr")]);
         assert_eq!(settings.report, Some(vec![Destination::Stderr]));
         assert_eq!(warnings.len(), 1);

@@ -178,7 +178,7 @@ fn resolve_uncached(address: usize) -> Vec<Frame> {
             .filename()
             .map(|path| path.to_string_lossy().into_owned());
         let origin = classify(&function, file.as_deref());
-        let file = file.map(relative_to_cwd);
+        let file = file.map(|file| relative_to_workspace(file, origin));
         frames.push(Frame {
             location: Location {
                 function,
@@ -201,15 +201,22 @@ fn resolve_uncached(address: usize) -> Vec<Frame> {
     frames
 }
 
-/// `file` relative to the working directory when it lies under it (`demos/src/cache.rs`
-/// rather than `/home/me/project/demos/src/cache.rs`), as it was given otherwise.
-fn relative_to_cwd(file: String) -> String {
-    let Ok(cwd) = std::env::current_dir() else {
+/// A program file relative to its workspace root (`demos/src/cache.rs` rather than
+/// `/home/me/project/demos/src/cache.rs`), wherever the program runs: the root is the
+/// nearest directory above the file holding a `Cargo.lock`. Other files, and files whose
+/// sources are not on this machine, keep the path the compiler recorded.
+fn relative_to_workspace(file: String, origin: Origin) -> String {
+    if origin != Origin::Program || !file.starts_with('/') {
         return file;
-    };
-    match std::path::Path::new(&file).strip_prefix(&cwd) {
-        Ok(relative) if file.starts_with('/') => relative.to_string_lossy().into_owned(),
-        _ => file,
+    }
+    let path = std::path::Path::new(&file);
+    let root = path
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join("Cargo.lock").is_file());
+    match root.and_then(|root| path.strip_prefix(root).ok()) {
+        Some(relative) => relative.to_string_lossy().into_owned(),
+        None => file,
     }
 }
 
@@ -324,6 +331,24 @@ mod tests {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/smoke.rs");
         assert_eq!(classify("x", Some(example)), Origin::Program);
         assert_eq!(classify("main", None), Origin::Unknown);
+    }
+
+    #[test]
+    fn program_files_are_shown_from_their_workspace_root() {
+        let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        let file = workspace.join("demos/src/cache.rs").display().to_string();
+        assert_eq!(
+            relative_to_workspace(file.clone(), Origin::Program),
+            "demos/src/cache.rs"
+        );
+        assert_eq!(relative_to_workspace(file.clone(), Origin::Std), file);
+        let elsewhere = "/nonexistent/src/main.rs".to_string();
+        assert_eq!(
+            relative_to_workspace(elsewhere.clone(), Origin::Program),
+            elsewhere
+        );
     }
 
     #[test]

@@ -130,6 +130,38 @@ fn top_ranks_by_live_bytes_by_default() {
 }
 
 #[test]
+fn top_opens_with_the_leak_suspects() {
+    let dir = fixtures();
+    let run = run_in(dir.path(), &["top", "heap.json"]);
+    assert!(run.stdout.contains("leak suspects: none"), "{}", run.stdout);
+    let mut with_suspect = report(vec![site("app::leaky", 10, 4 * MIB, 4 * MIB, 4 * MIB)]);
+    with_suspect["suspects"] = json!([{
+        "site": {"function": "app::leaky", "file": "src/main.rs", "line": 10},
+        "severity": "critical", "live_bytes": 4 * MIB,
+        "evidence": "grew monotonically 1.0 MiB/s over 4 checkpoints"
+    }]);
+    std::fs::write(dir.path().join("suspect.json"), with_suspect.to_string()).unwrap();
+    let run = run_in(dir.path(), &["top", "suspect.json"]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let suspects_at = run
+        .stdout
+        .find("leak suspects:")
+        .expect("a suspects section");
+    assert!(
+        suspects_at < run.stdout.find("sites by").unwrap(),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "1. CRITICAL app::leaky  src/main.rs:10: 4.0 MiB live\n      grew monotonically"
+        ),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn top_ranks_by_peak_or_allocated_and_limits_rows() {
     let dir = fixtures();
     let run = run_in(
@@ -169,8 +201,9 @@ fn diff_puts_the_largest_growth_first() {
         .lines()
         .find(|l| l.contains("app::leaky"))
         .unwrap();
+    // +3 MiB on 4 MiB: flagged as growth (not doubled).
     assert!(
-        leaky_row.trim_start().starts_with("+3.0 MiB"),
+        leaky_row.trim_start().starts_with("grew     +3.0 MiB"),
         "{leaky_row}"
     );
     let cache_row = run
@@ -183,6 +216,15 @@ fn diff_puts_the_largest_growth_first() {
         "{cache_row}"
     );
     assert!(run.stdout.contains("live +2.6 MiB"), "{}", run.stdout);
+    let fresh_row = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("app::fresh"))
+        .unwrap();
+    assert!(
+        fresh_row.trim_start().starts_with("+64.0 KiB"),
+        "too small to flag: {fresh_row}"
+    );
     let same = run_in(dir.path(), &["diff", "heap.json", "heap.json"]);
     assert!(same.stdout.contains("no site changed"), "{}", same.stdout);
 }
@@ -348,5 +390,305 @@ fn unwritable_outputs_and_bad_usage_fail_cleanly() {
     assert_eq!(run.status, Some(0));
     for command in ["top", "diff", "convert"] {
         assert!(run.stdout.contains(command), "{}", run.stdout);
+    }
+}
+
+/// What a run of the binary cost: its own peak resident memory and wall time.
+struct Cost {
+    run: Run,
+    max_rss_bytes: u64,
+    elapsed: std::time::Duration,
+}
+
+/// Runs `args` and measures the child alone (`wait4` reports the peak RSS of that child).
+fn run_measured(dir: &Path, args: &[&str]) -> Cost {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_alloc-tracker"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: all-zero is a valid `rusage`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet reaped (`child` is never waited on); `status` and
+    // `usage` are writable.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else {
+        None
+    };
+    Cost {
+        run: Run {
+            status: code,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        },
+        // Linux reports ru_maxrss in KiB.
+        max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Writes `size` bytes made by `fill` (called with a buffer to extend until it is full).
+fn write_huge(
+    path: &Path,
+    size: usize,
+    head: &[u8],
+    mut fill: impl FnMut(&mut Vec<u8>),
+    tail: &[u8],
+) {
+    use std::io::Write;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    file.write_all(head).unwrap();
+    let mut written = head.len();
+    let mut chunk = Vec::with_capacity(1 << 20);
+    while written + tail.len() < size {
+        chunk.clear();
+        while chunk.len() < 1 << 20 {
+            fill(&mut chunk);
+        }
+        chunk.truncate(size - tail.len() - written);
+        file.write_all(&chunk).unwrap();
+        written += chunk.len();
+    }
+    file.write_all(tail).unwrap();
+    file.flush().unwrap();
+}
+
+/// Files of at least 100 MB that are not reports: one clear line, exit status 1, no panic,
+/// within a time and memory bound. The memory bound is 3× the file: the CLI may read the
+/// file whole (1×) and parse it, but a file that is not a report must not be expanded into
+/// a tree many times its size (a JSON array of 50 million numbers is 1.6 GB as
+/// `serde_json::Value`s); the time bound (60 s, debug build) only catches a hang or a
+/// quadratic reader.
+#[test]
+fn huge_files_that_are_not_reports_are_refused_in_bounded_time_and_memory() {
+    const SIZE: usize = 100 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.json");
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    type Maker<'a> = (&'a str, &'a str, Box<dyn FnMut(&Path) + 'a>);
+    let cases: Vec<Maker> = vec![
+        (
+            "random bytes",
+            "binary data",
+            Box::new(|p: &Path| {
+                write_huge(
+                    p,
+                    SIZE,
+                    b"",
+                    |c| c.extend_from_slice(&random().to_le_bytes()),
+                    b"",
+                )
+            }),
+        ),
+        (
+            "a JSON array of numbers",
+            "not an alloc-tracker report",
+            Box::new(|p: &Path| write_huge(p, SIZE, b"[", |c| c.extend_from_slice(b"1,"), b"1]")),
+        ),
+        (
+            "a JSON array of junk strings",
+            "not an alloc-tracker report",
+            Box::new(|p: &Path| {
+                write_huge(
+                    p,
+                    SIZE,
+                    b"[",
+                    |c| c.extend_from_slice(b"\"junk\\u00e9\\n junk\",{},"),
+                    b"0]",
+                )
+            }),
+        ),
+        (
+            "a report whose sites are junk",
+            "malformed",
+            Box::new(|p: &Path| {
+                write_huge(
+                    p,
+                    SIZE,
+                    b"{\"format\":\"alloc-tracker\",\"version\":1,\"sites\":[",
+                    |c| c.extend_from_slice(b"[1,\"x\",null],"),
+                    b"0]}",
+                )
+            }),
+        ),
+        (
+            "an object of junk before the format",
+            "not an alloc-tracker report",
+            Box::new(|p: &Path| {
+                write_huge(
+                    p,
+                    SIZE,
+                    b"{\"junk\":[",
+                    |c| c.extend_from_slice(b"0.5,"),
+                    b"0],\"format\":\"pprof\"}",
+                )
+            }),
+        ),
+        (
+            "brackets nested 100 million deep",
+            "not a JSON report",
+            Box::new(|p: &Path| write_huge(p, SIZE, b"", |c| c.push(b'['), b"")),
+        ),
+        (
+            "whitespace",
+            "empty",
+            Box::new(|p: &Path| write_huge(p, SIZE, b"", |c| c.extend_from_slice(b" \n\t"), b"")),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, expected, mut make) in cases {
+        make(&path);
+        assert!(std::fs::metadata(&path).unwrap().len() >= SIZE as u64);
+        let cost = run_measured(dir.path(), &["top", "huge.json"]);
+        let run = &cost.run;
+        println!(
+            "{what}: exit {:?} in {:.1?}, peak RSS {} MiB: {}",
+            run.status,
+            cost.elapsed,
+            cost.max_rss_bytes >> 20,
+            run.stderr.trim_end()
+        );
+        let clear = run.status == Some(1)
+            && run.stderr.lines().count() == 1
+            && run.stderr.starts_with("alloc-tracker: error: huge.json: ")
+            && run.stderr.contains(expected)
+            && !run.stderr.contains("panicked")
+            && run.stdout.is_empty();
+        if !clear {
+            failures.push(format!(
+                "{what}: expected one line with {expected:?} and exit 1, got {:?}: {}{}",
+                run.status, run.stdout, run.stderr
+            ));
+        }
+        if cost.max_rss_bytes > 3 * SIZE as u64 {
+            failures.push(format!(
+                "{what}: peak RSS {} MiB for a {} MiB file",
+                cost.max_rss_bytes >> 20,
+                SIZE >> 20
+            ));
+        }
+        if cost.elapsed > std::time::Duration::from_secs(60) {
+            failures.push(format!("{what}: took {:.1?}", cost.elapsed));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The CLI run end to end on damaged reports (the library's reader is fuzzed in-process by
+/// `tests/tests/fuzz_report.rs`; this covers the binary's own reading and printing): each
+/// run exits 0 (the damage left a readable report) or 1 with one clear line, never a panic.
+/// Cases: `CLI_FUZZ_CASES` (default 100; each runs `top`, `diff` and `convert`).
+#[test]
+fn damaged_reports_never_crash_the_cli() {
+    let cases: usize = std::env::var("CLI_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let dir = fixtures();
+    let good = std::fs::read(dir.path().join("later.json")).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = move |below: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % below.max(1) as u64) as usize
+    };
+    const JUNK: &[&str] = &[
+        "18446744073709551615",
+        "18446744073709551616",
+        "-1",
+        "1e400",
+        "1.5",
+        "null",
+        "\"x\"",
+        "[]",
+        "{}",
+        "\"\\ud800\"",
+        "\u{0}",
+        "{\"function\":1}",
+    ];
+    for case in 0..cases {
+        let mut bytes = good.clone();
+        for _ in 0..1 + random(3) {
+            match random(4) {
+                0 => bytes.truncate(random(bytes.len() + 1)),
+                1 if !bytes.is_empty() => {
+                    let at = random(bytes.len());
+                    bytes[at] ^= 1 + random(255) as u8;
+                }
+                2 => {
+                    // Replace a number with a junk literal.
+                    let digits: Vec<usize> = (0..bytes.len())
+                        .filter(|&i| {
+                            bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit())
+                        })
+                        .collect();
+                    if let Some(&start) = digits.get(random(digits.len())) {
+                        let end = (start..bytes.len())
+                            .find(|&i| !bytes[i].is_ascii_digit())
+                            .unwrap_or(bytes.len());
+                        let junk = JUNK[random(JUNK.len())].as_bytes();
+                        bytes.splice(start..end, junk.iter().copied());
+                    }
+                }
+                _ => {
+                    let at = random(bytes.len() + 1);
+                    let junk = JUNK[random(JUNK.len())].as_bytes();
+                    bytes.splice(at..at, junk.iter().copied());
+                }
+            }
+        }
+        std::fs::write(dir.path().join("damaged.json"), &bytes).unwrap();
+        for args in [
+            &["top", "damaged.json"][..],
+            &["diff", "heap.json", "damaged.json"],
+            &["convert", "damaged.json", "--to", "svg", "-o", "out.svg"],
+        ] {
+            let run = run_in(dir.path(), args);
+            let ok = match run.status {
+                Some(0) => true,
+                Some(1) => {
+                    run.stderr.lines().count() == 1
+                        && run
+                            .stderr
+                            .starts_with("alloc-tracker: error: damaged.json: ")
+                }
+                _ => false,
+            };
+            assert!(
+                ok && !run.stderr.contains("panicked"),
+                "case {case}, {args:?} on {:?}:\nexit {:?}\n{}",
+                String::from_utf8_lossy(&bytes),
+                run.status,
+                run.stderr
+            );
+        }
     }
 }

@@ -79,6 +79,49 @@ impl Report {
     }
 }
 
+/// Sites in the peak table: at least this share of the peak, and now holding less than half
+/// of their own peak (what is still live is in the main table).
+const PEAK_SHARE: f64 = 0.05;
+const PEAK_ROWS: usize = 5;
+
+impl Report {
+    /// Sites that held much more at their peak than now: memory held until the end of a
+    /// phase (a loop that frees only when it finishes) shows here, not among the live.
+    fn write_peaks(&self, out: &mut String) {
+        let floor = (self.totals.peak_live_bytes as f64 * PEAK_SHARE) as u64;
+        let peaked: Vec<&Site> = self
+            .ranked_by(|f| f.peak_live_bytes)
+            .into_iter()
+            .filter(|s| {
+                let f = &s.figures;
+                f.peak_live_bytes >= floor.max(1 << 20) && f.live_bytes < f.peak_live_bytes / 2
+            })
+            .take(PEAK_ROWS)
+            .collect();
+        if peaked.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nheld most at their peak, since freed:\n{:>4}  {:>10}  {:>6}  {:>10}  site",
+            "rank", "peak MiB", "% peak", "live MiB"
+        );
+        let total_peak = self.totals.peak_live_bytes.max(1) as f64;
+        for (rank, site) in peaked.iter().enumerate() {
+            let f = &site.figures;
+            let _ = writeln!(
+                out,
+                "{:>4}  {:>10.3}  {:>5.1}%  {:>10.3}  {}",
+                rank + 1,
+                f.peak_live_bytes as f64 / (1024.0 * 1024.0),
+                100.0 * f.peak_live_bytes as f64 / total_peak,
+                f.live_bytes as f64 / (1024.0 * 1024.0),
+                describe(&site.site)
+            );
+        }
+    }
+}
+
 /// `function  file:line`, or just the function where debug info has no file.
 fn describe(location: &Location) -> String {
     match location.file {
@@ -143,6 +186,7 @@ impl Report {
             .collect();
         if live.is_empty() {
             let _ = writeln!(out, "\nno sampled allocation is live");
+            self.write_peaks(&mut out);
             return out;
         }
         let _ = writeln!(
@@ -174,6 +218,7 @@ impl Report {
                 human_bytes(rest)
             );
         }
+        self.write_peaks(&mut out);
         for (rank, site) in live.iter().take(STACKS_SHOWN).enumerate() {
             let _ = writeln!(
                 out,

@@ -45,6 +45,11 @@ pub struct Run {
 /// temporary directory; panics (with the demo's output) unless it succeeds and writes a
 /// report.
 pub fn run(bin: &str, mode: Mode, args: &[&str]) -> Run {
+    run_with_env(bin, mode, args, &[])
+}
+
+/// [`run`] with further environment variables for the demo (e.g. `ALLOC_TRACKER_INTERVAL`).
+pub fn run_with_env(bin: &str, mode: Mode, args: &[&str], env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let json = dir.path().join("report.json");
     let mut cmd = Command::new(bin);
@@ -58,6 +63,7 @@ pub fn run(bin: &str, mode: Mode, args: &[&str]) -> Run {
         }
     }
     cmd.env("ALLOC_TRACKER_REPORT", &json);
+    cmd.envs(env.iter().copied());
     if mode == Mode::Exact {
         cmd.env("ALLOC_TRACKER_RATE", "1");
     }
@@ -138,7 +144,15 @@ pub fn is_at(site: &Value, file: &str, line: u64) -> bool {
         && site["site"]["line"] == line
 }
 
-/// The report's sites.
+/// The report's leak suspects.
+pub fn suspects(report: &Value) -> &[Value] {
+    report["suspects"]
+        .as_array()
+        .map(Vec::as_slice)
+        .expect("the report lists suspects")
+}
+
+/// The report's `sites` array.
 pub fn sites(report: &Value) -> &[Value] {
     report["sites"].as_array().expect("sites is an array")
 }
@@ -226,8 +240,10 @@ pub fn check(case: &Case, mode: Mode) {
         Mode::Sampled => (0.75, 1.33),
     };
 
-    // Unpaced: the work runs as fast as it goes (the demos' defaults spread it over 6 s).
-    let mut args = vec!["--seconds", "0"];
+    // Paced over one second (the demos' defaults spread it over 6 s): long enough that
+    // start-up and exit are a small part of the run, so a leak's live objects are seen
+    // aged across the whole run, which is what makes it a suspect without checkpoints.
+    let mut args = vec!["--seconds", "1"];
     args.extend_from_slice(case.args);
     let leaky = run(case.leak, mode, &args);
     let report = &leaky.report;
@@ -257,6 +273,15 @@ pub fn check(case: &Case, mode: Mode) {
         case.leak,
         case.leaked
     );
+    if !case.by_peak {
+        // Still growing at exit, its objects aged across the whole run: a leak suspect.
+        assert!(
+            suspects(report).iter().any(|s| is_at(s, &file, line)),
+            "{}: the leak site is not among the leak suspects: {:#}",
+            case.leak,
+            report["suspects"]
+        );
+    }
     if case.by_peak {
         // It is gone by exit: the exit report alone would not show it.
         let live = num(top, "live_bytes");
@@ -284,6 +309,12 @@ pub fn check(case: &Case, mode: Mode) {
         "{}: the fixed run still holds {kept} bytes at exit (bound {FIXED_BOUND}); top sites:\n{}",
         case.fixed,
         top_sites(report, "live_bytes")
+    );
+    assert!(
+        suspects(report).is_empty(),
+        "{}: the fixed run has leak suspects: {:#}",
+        case.fixed,
+        report["suspects"]
     );
     let site = sites(report).iter().find(|s| is_at(s, &file, line));
     // The same line allocated as much in the fixed run: the fix is in what is kept.

@@ -12,7 +12,8 @@
 //! usage errors exit with 2.
 
 use alloc_tracker::export::text::{grouped, human_bytes};
-use alloc_tracker::{Figures, Location, ReadError, Report};
+use alloc_tracker::trend::MIN_SUSPECT_BYTES;
+use alloc_tracker::{Figures, Location, ReadError, Report, Severity};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::HashMap;
 use std::fmt;
@@ -243,6 +244,7 @@ fn top(path: &Path, report: &Report, count: usize, by: By) -> String {
         report.uptime_ms as f64 / 1000.0,
         sampling(report)
     );
+    out.push_str(&suspects(report));
     // The ranking figure, the exact total it is a share of, and their names.
     let (key, total, what, share): (fn(&Figures) -> u64, u64, &str, &str) = match by {
         By::Live => (|f| f.live_bytes, t.live_bytes, "live bytes", "% live"),
@@ -292,6 +294,44 @@ fn top(path: &Path, report: &Report, count: usize, by: By) -> String {
         ));
     }
     out
+}
+
+/// The report's leak suspects, most serious first, with their evidence.
+fn suspects(report: &Report) -> String {
+    if report.suspects.is_empty() {
+        return "leak suspects: none\n".to_string();
+    }
+    let mut out = String::from("leak suspects:\n");
+    for (rank, suspect) in report.suspects.iter().enumerate() {
+        let severity = match suspect.severity {
+            Severity::Critical => "CRITICAL",
+            Severity::Warning => "warning",
+        };
+        out.push_str(&format!(
+            "{:>4}. {severity} {}: {} live\n      {}\n",
+            rank + 1,
+            describe(&suspect.site),
+            human_bytes(suspect.live_bytes),
+            suspect.evidence
+        ));
+    }
+    out
+}
+
+/// How a site's live bytes moved between two reports, flagged the way the leak rule reads
+/// growth: `DOUBLED` (at least twice the base, or from nothing to a noticeable size) or
+/// `grew` (by 10% and at least `MIN_SUSPECT_BYTES`).
+fn growth_flag(base: u64, new: u64) -> &'static str {
+    let grown = new.saturating_sub(base);
+    if grown < MIN_SUSPECT_BYTES {
+        ""
+    } else if new >= base.saturating_mul(2) {
+        "DOUBLED"
+    } else if grown * 10 >= base {
+        "grew"
+    } else {
+        ""
+    }
 }
 
 fn describe(site: &Location) -> String {
@@ -369,12 +409,13 @@ fn diff(base_path: &Path, base: &Report, new_path: &Path, new: &Report, count: u
         return out;
     }
     out.push_str(&format!(
-        "sites by growth of live bytes:\n{:>11}  {:>10}  {:>10}  {:>10}  {:>11}  site\n",
-        "Δ live", "base live", "new live", "Δ objects", "Δ allocated"
+        "sites by growth of live bytes:\n{:>7}  {:>11}  {:>10}  {:>10}  {:>10}  {:>11}  site\n",
+        "", "Δ live", "base live", "new live", "Δ objects", "Δ allocated"
     ));
     for (site, b, n) in rows.iter().take(count) {
         out.push_str(&format!(
-            "{:>11}  {:>10}  {:>10}  {:>10}  {:>11}  {}\n",
+            "{:>7}  {:>11}  {:>10}  {:>10}  {:>10}  {:>11}  {}\n",
+            growth_flag(b.live_bytes, n.live_bytes),
             signed_bytes(delta(n.live_bytes, b.live_bytes)),
             human_bytes(b.live_bytes),
             human_bytes(n.live_bytes),
