@@ -448,7 +448,8 @@ fn run_measured(dir: &Path, args: &[&str]) -> Cost {
     }
 }
 
-/// Writes `size` bytes made by `fill` (called with a buffer to extend until it is full).
+/// Writes `head`, then what `fill` appends (whole units, 1 MiB at a time) until the file
+/// holds at least `size` bytes, then `tail`.
 fn write_huge(
     path: &Path,
     size: usize,
@@ -459,14 +460,13 @@ fn write_huge(
     use std::io::Write;
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     file.write_all(head).unwrap();
-    let mut written = head.len();
-    let mut chunk = Vec::with_capacity(1 << 20);
-    while written + tail.len() < size {
+    let mut written = head.len() + tail.len();
+    let mut chunk = Vec::with_capacity(2 << 20);
+    while written < size {
         chunk.clear();
         while chunk.len() < 1 << 20 {
             fill(&mut chunk);
         }
-        chunk.truncate(size - tail.len() - written);
         file.write_all(&chunk).unwrap();
         written += chunk.len();
     }

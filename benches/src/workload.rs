@@ -41,7 +41,7 @@ impl Rng {
 }
 
 /// Requests per thread in [`service`] at scale 1 (about a second with `System` on one core).
-pub const SERVICE_ITERS: u64 = 150_000;
+pub const SERVICE_ITERS: u64 = 100_000;
 /// Maps built per thread in [`hashmap`] at scale 1.
 pub const HASHMAP_ITERS: u64 = 60;
 /// Entries per map in [`hashmap`].

@@ -48,16 +48,37 @@ impl Report {
     /// assert_eq!(err.to_string(), "JSON, but not an alloc-tracker report");
     /// ```
     pub fn from_json(text: &str) -> Result<Report, ReadError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| ReadError::NotJson(e.to_string()))?;
-        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+        // A report is an object: anything else is checked for being JSON at all, skipping
+        // its contents without building them.
+        if !text.trim_start().starts_with('{') {
+            return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => ReadError::Foreign,
+                Err(_) => ReadError::NotJson("a report is a JSON object; this is not JSON".into()),
+            });
+        }
+        // First pass: only `format` and `version`, skipping everything else without building
+        // it, so that a huge file that is not ours costs time, not memory.
+        let header: Header = serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ReadError::Foreign,
+            _ => ReadError::NotJson(e.to_string()),
+        })?;
+        if header.format.as_ref().and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(ReadError::Foreign);
         }
-        match value.get("version").and_then(|v| v.as_u64()) {
+        match header.version.as_ref().and_then(|v| v.as_u64()) {
             Some(v) if v > u64::from(VERSION) => return Err(ReadError::FutureVersion(v)),
             Some(_) => {}
             None => return Err(ReadError::Malformed("no version".into())),
         }
-        serde_json::from_value(value).map_err(|e| ReadError::Malformed(e.to_string()))
+        serde_json::from_str(text).map_err(|e| ReadError::Malformed(e.to_string()))
     }
+}
+
+/// The two fields that say whose report a file is; every other field is skipped unread.
+#[derive(serde::Deserialize)]
+struct Header {
+    #[serde(default)]
+    format: Option<serde_json::Value>,
+    #[serde(default)]
+    version: Option<serde_json::Value>,
 }

@@ -235,12 +235,24 @@ impl Report {
                         == (&site.site.function, &site.site.file, site.site.line)
                 })
                 .unwrap_or(0);
+            // End at the program's last frame (its files are shown relative to the
+            // workspace): below it are the runtime and libc calling `main`.
             let callers = &site.frames[at_site..];
-            for frame in callers.iter().take(FRAMES_SHOWN) {
+            let is_program = |f: &Location| {
+                f.file
+                    .as_deref()
+                    .is_some_and(|file| !file.starts_with('/') && !file.starts_with('.'))
+            };
+            let end = callers
+                .iter()
+                .rposition(is_program)
+                .map_or(callers.len(), |last| last + 1);
+            let shown = &callers[..end.min(FRAMES_SHOWN)];
+            for frame in shown {
                 let _ = writeln!(out, "     {}", describe(frame));
             }
-            if callers.len() > FRAMES_SHOWN {
-                let _ = writeln!(out, "     … {} more frames", callers.len() - FRAMES_SHOWN);
+            if callers.len() > shown.len() {
+                let _ = writeln!(out, "     … {} more frames", callers.len() - shown.len());
             }
         }
         out
