@@ -6,8 +6,8 @@
 #      workload at each rate, and (with valgrind installed) instruction counts;
 #   4. writes the tables, the machine, the date and this command to benches/RESULTS.md.
 #
-#   benches/run.sh           # full run, about 10-15 minutes on 2 cores
-#   benches/run.sh --quick   # about 3 minutes: short criterion, 2 rounds, smaller workloads
+#   benches/run.sh           # full run, about 12-15 minutes on 2 cores
+#   benches/run.sh --quick   # about 4 minutes: short criterion, 3 rounds, smaller workloads
 #
 # Any ALLOC_TRACKER_* variable in the environment is ignored (it would override the
 # configurations being compared). CARGO_TARGET_DIR is respected.
@@ -46,7 +46,7 @@ echo "== criterion" >&2
 if [ "$quick" = 1 ]; then
     criterion_args=(--warm-up-time 0.3 --measurement-time 0.7 --sample-size 30)
 else
-    criterion_args=(--warm-up-time 0.8 --measurement-time 2)
+    criterion_args=(--warm-up-time 0.5 --measurement-time 1.5)
 fi
 cargo bench -p alloc-tracker-benches --bench micro -- "${criterion_args[@]}"
 
@@ -55,6 +55,6 @@ runner_args=(--criterion "$CRITERION_HOME" --criterion-since "$since" --out benc
 if [ "$quick" = 1 ]; then
     runner_args+=(--quick)
 fi
-"$target/release/bench-runner" "${runner_args[@]}" --command "benches/run.sh $*"
+"$target/release/bench-runner" "${runner_args[@]}" --command "benches/run.sh${*:+ $*}"
 
 echo "== done in $((SECONDS - started)) s: benches/RESULTS.md" >&2

@@ -128,8 +128,9 @@ impl<A> Tracker<A> {
     fn at_sample_point(&self, ptr: *mut u8, size: usize) {
         let _guard = reentrancy::enter();
         lifecycle::ensure_started();
+        counters::note_peak();
         let rate = config::effective_rate(self.code_rate());
-        RATE_IN_USE.store(rate, Ordering::Relaxed);
+        store_if_changed(&RATE_IN_USE, rate);
         if let Some(weight) = sampler::expired(size, rate) {
             let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
             record_sample(ptr, size, weight, unwind);
@@ -141,6 +142,14 @@ impl<A> Tracker<A> {
 static RATE_IN_USE: AtomicU64 = AtomicU64::new(UNSET_RATE);
 /// The unwinder of the most recent sample (0: none yet), for the report.
 static UNWIND_IN_USE: AtomicU8 = AtomicU8::new(0);
+
+/// Stores `value` only if it differs: in exact mode every allocation passes here, on every
+/// thread, and a store to a shared line each time would bounce it between cores.
+fn store_if_changed(cell: &AtomicU64, value: u64) {
+    if cell.load(Ordering::Relaxed) != value {
+        cell.store(value, Ordering::Relaxed);
+    }
+}
 
 /// The sampling rate in force, as the report states it.
 pub(crate) fn rate_in_use() -> u64 {
@@ -163,7 +172,9 @@ pub(crate) fn unwinder_in_use() -> &'static str {
 
 /// Captures the stack and records a sample of the block at `ptr`. Runs as tracker code.
 fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
-    UNWIND_IN_USE.store(unwind.to_code(), Ordering::Relaxed);
+    if UNWIND_IN_USE.load(Ordering::Relaxed) != unwind.to_code() {
+        UNWIND_IN_USE.store(unwind.to_code(), Ordering::Relaxed);
+    }
     let frames = capture::capture(unwind, config::depth());
     let stack = stacks::record_alloc(frames.as_slice(), size, weight, config::max_stacks());
     let sample = Sample {

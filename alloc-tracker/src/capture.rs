@@ -66,7 +66,16 @@ fn capture_auto(out: &mut [usize]) -> usize {
     if AUTO_USES_DWARF.load(Ordering::Relaxed) != 0 {
         return walk_dwarf(out);
     }
-    let checked = AUTO_CHECKED.fetch_add(1, Ordering::Relaxed);
+    // Count globally only while verifying the first samples; after that each thread counts
+    // its own (a shared counter bumped at every sample would bounce between cores).
+    let checked = if AUTO_CHECKED.load(Ordering::Relaxed) < VERIFY_FIRST {
+        AUTO_CHECKED.fetch_add(1, Ordering::Relaxed)
+    } else {
+        AUTO_SEEN.with(|seen| {
+            seen.set(seen.get().wrapping_add(1));
+            VERIFY_FIRST + seen.get()
+        })
+    };
     let Some(len) = walk_frame_pointers(out) else {
         AUTO_USES_DWARF.store(1, Ordering::Relaxed);
         return walk_dwarf(out);
@@ -143,6 +152,8 @@ fn walk_dwarf(out: &mut [usize]) -> usize {
 }
 
 thread_local! {
+    /// Samples this thread took under `auto` after the first checked ones.
+    static AUTO_SEEN: Cell<u64> = const { Cell::new(0) };
     /// The top (highest address) of this thread's stack, 0 until looked up.
     static STACK_TOP: Cell<usize> = const { Cell::new(0) };
 }

@@ -8,17 +8,15 @@
 //! finds no free shard, or allocates after its shard was handed back (in TLS destructors),
 //! uses shard 0 with atomic read-modify-write operations instead: slower, still exact.
 //!
-//! Live bytes are `allocated − freed` summed over shards. The peak of that sum is tracked by
-//! flushing each shard's net change into a global counter once it exceeds
-//! [`FLUSH_BYTES`]: the recorded peak is below the true one by at most `FLUSH_BYTES` per
-//! thread allocating at that moment, and a single allocation of `FLUSH_BYTES` or more is
-//! always seen at once.
+//! Live bytes are `allocated − freed` summed over shards. Their peak is not tracked on the
+//! fast path (that would cost a check on every allocation and free): [`note_peak`] sums the
+//! shards each time a thread's sampling countdown runs out — on average once per sampling
+//! interval of its allocations, at every allocation in exact mode, at least once per MiB
+//! with sampling off. So the peak is exact in exact mode, and otherwise may miss up to
+//! about one sampling interval (512 KiB by default) of growth per allocating thread.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-
-/// Net change a shard accumulates before it is published to the global live total.
-pub const FLUSH_BYTES: i64 = 64 * 1024;
 
 const SHARDS: usize = 256;
 
@@ -29,8 +27,6 @@ pub(crate) struct Shard {
     alloc_bytes: AtomicU64,
     frees: AtomicU64,
     freed_bytes: AtomicU64,
-    /// Net bytes not yet added to [`FLUSHED_LIVE`].
-    pending: AtomicI64,
     owned: AtomicBool,
 }
 
@@ -41,15 +37,14 @@ impl Shard {
             alloc_bytes: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             freed_bytes: AtomicU64::new(0),
-            pending: AtomicI64::new(0),
             owned: AtomicBool::new(false),
         }
     }
 }
 
 static SHARD_TABLE: [Shard; SHARDS] = [const { Shard::new() }; SHARDS];
-/// Live bytes published by the shards; its maximum is the peak.
-static FLUSHED_LIVE: AtomicI64 = AtomicI64::new(0);
+/// One past the highest shard ever claimed: [`note_peak`] sums no further.
+static SHARDS_IN_USE: AtomicUsize = AtomicUsize::new(1);
 static PEAK_LIVE: AtomicI64 = AtomicI64::new(0);
 /// The `pthread_key_t` whose destructor returns a thread's shard (`usize::MAX`: none yet).
 static RELEASE_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -93,7 +88,6 @@ pub(crate) fn count_alloc(size: usize) -> bool {
     };
     bump(&shard.allocs, 1);
     bump(&shard.alloc_bytes, size as u64);
-    add_pending(shard, size as i64);
     true
 }
 
@@ -105,25 +99,16 @@ pub(crate) fn count_free(size: usize) -> bool {
     };
     bump(&shard.frees, 1);
     bump(&shard.freed_bytes, size as u64);
-    add_pending(shard, -(size as i64));
     true
 }
 
-#[inline(always)]
-fn add_pending(shard: &Shard, delta: i64) {
-    let pending = shard.pending.load(Ordering::Relaxed) + delta;
-    if pending.unsigned_abs() < FLUSH_BYTES as u64 {
-        shard.pending.store(pending, Ordering::Relaxed);
-    } else {
-        shard.pending.store(0, Ordering::Relaxed);
-        publish(pending);
-    }
-}
-
-/// Adds a net change to the global live total and raises the peak.
-#[cold]
-fn publish(delta: i64) {
-    let live = FLUSHED_LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
+/// Raises the recorded peak to the live bytes now (a sum over the shards in use).
+pub(crate) fn note_peak() {
+    let in_use = SHARDS_IN_USE.load(Ordering::Relaxed).min(SHARDS);
+    let live = SHARD_TABLE[..in_use].iter().fold(0i64, |live, shard| {
+        live.wrapping_add(shard.alloc_bytes.load(Ordering::Relaxed) as i64)
+            .wrapping_sub(shard.freed_bytes.load(Ordering::Relaxed) as i64)
+    });
     PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
 }
 
@@ -139,7 +124,6 @@ pub(crate) fn count_alloc_slow(size: usize) {
     let shared = &SHARD_TABLE[0];
     shared.allocs.fetch_add(1, Ordering::Relaxed);
     shared.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
-    publish(size as i64);
 }
 
 /// Counts a free off the fast path, as [`count_alloc_slow`].
@@ -153,7 +137,6 @@ pub(crate) fn count_free_slow(size: usize) {
     let shared = &SHARD_TABLE[0];
     shared.frees.fetch_add(1, Ordering::Relaxed);
     shared.freed_bytes.fetch_add(size as u64, Ordering::Relaxed);
-    publish(-(size as i64));
 }
 
 /// Claims a shard if this thread never had one; `true` if it now counts on the fast path.
@@ -196,6 +179,7 @@ fn claim_shard() -> Option<usize> {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     })?;
+    SHARDS_IN_USE.fetch_max(index + 1, Ordering::Relaxed);
     // SAFETY: `key` came from pthread_key_create; the value is an integer in pointer form,
     // never dereferenced. glibc stores the first 32 keys' values without allocating.
     if unsafe { libc::pthread_setspecific(key, index as *const libc::c_void) } != 0 {
@@ -218,15 +202,13 @@ fn release_key() -> Option<libc::pthread_key_t> {
     (key != usize::MAX).then_some(key as libc::pthread_key_t)
 }
 
-/// Thread-exit destructor: publishes the shard's pending change and hands the shard back.
+/// Thread-exit destructor: hands the shard back.
 /// Anything the thread frees after this (in later destructors) goes to the shared shard.
 extern "C" fn release_shard(value: *mut libc::c_void) {
     let index = value as usize;
     FAST_SHARD.with(|s| s.set(std::ptr::null()));
     CLAIM.with(|c| c.set(RETIRED));
     if let Some(shard) = SHARD_TABLE.get(index).filter(|_| index != 0) {
-        let pending = shard.pending.swap(0, Ordering::Relaxed);
-        publish(pending);
         shard.owned.store(false, Ordering::Release);
     }
 }
@@ -238,7 +220,8 @@ pub struct Stats {
     pub live_bytes: u64,
     /// Allocations not yet freed.
     pub live_allocs: u64,
-    /// The most bytes live at once (see the module notes for its precision).
+    /// The most bytes live at once: exact in exact mode; otherwise checked at each sampling
+    /// decision, so it may miss up to about one sampling interval of growth per thread.
     pub peak_live_bytes: u64,
     /// Bytes allocated in all (a `realloc` counts as a new allocation of its new size).
     pub alloc_bytes: u64,

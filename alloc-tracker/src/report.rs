@@ -99,13 +99,15 @@ impl Figures {
         }
     }
 
-    fn add(&mut self, other: &Figures) {
-        self.live_bytes += other.live_bytes;
-        self.live_allocs += other.live_allocs;
-        self.peak_live_bytes += other.peak_live_bytes;
-        self.alloc_bytes += other.alloc_bytes;
-        self.allocs += other.allocs;
-        self.live_samples += other.live_samples;
+    /// Adds `other`'s figures to these (saturating: a damaged report read back from disk
+    /// may hold any numbers).
+    pub fn add(&mut self, other: &Figures) {
+        self.live_bytes = self.live_bytes.saturating_add(other.live_bytes);
+        self.live_allocs = self.live_allocs.saturating_add(other.live_allocs);
+        self.peak_live_bytes = self.peak_live_bytes.saturating_add(other.peak_live_bytes);
+        self.alloc_bytes = self.alloc_bytes.saturating_add(other.alloc_bytes);
+        self.allocs = self.allocs.saturating_add(other.allocs);
+        self.live_samples = self.live_samples.saturating_add(other.live_samples);
     }
 }
 

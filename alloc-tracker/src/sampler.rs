@@ -18,9 +18,10 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The largest gap drawn: a thread whose countdown runs this far re-reads the configuration.
-/// With sampling off, this is how a new rate set at run time reaches every thread.
-const OFF_RECHECK_BYTES: i64 = 1 << 30;
+/// The largest gap drawn: a thread whose countdown runs this far re-reads the configuration
+/// (and the peak is checked). With sampling off, this is how a new rate set at run time
+/// reaches every thread, and how the peak stays within a MiB per thread.
+const OFF_RECHECK_BYTES: i64 = 1 << 20;
 
 /// The probability that an allocation of `size` bytes is sampled at mean interval `rate`.
 pub fn sample_probability(size: usize, rate: u64) -> f64 {
@@ -185,7 +186,7 @@ pub(crate) fn expired(size: usize, rate_now: u64) -> Option<f64> {
 /// [`crate::set_sample_rate`] calls it for the calling thread. Benchmarks that alternate
 /// trackers of different rates on one thread call it when they switch, so that each
 /// tracker's rate holds from its first allocation (otherwise the thread keeps the previous
-/// tracker's countdown until it runs out — up to 1 GiB after a tracker with sampling off).
+/// tracker's countdown until it runs out — up to 1 MiB after a tracker with sampling off).
 pub fn restart_countdown() {
     LEFT.with(|left| left.set(0));
     LEFT_RATE.with(|r| r.set(u64::MAX));

@@ -7,7 +7,7 @@
 use crate::spin::SpinLock;
 use crate::stacks::StackId;
 use hashbrown::HashTable;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One sampled, still-live block.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,7 +31,6 @@ pub(crate) const MAX_LIVE_SAMPLES: usize = 1 << 26;
 type Shard = SpinLock<HashTable<(usize, Sample)>>;
 
 static SHARD_TABLE: [Shard; SHARDS] = [const { SpinLock::new(HashTable::new()) }; SHARDS];
-static LIVE_SAMPLES: AtomicUsize = AtomicUsize::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 fn hash(ptr: usize) -> u64 {
@@ -45,15 +44,11 @@ fn shard(ptr: usize) -> &'static Shard {
 /// Records a sample at `ptr`; `false` (and the sample counted as dropped) when the table is
 /// full or cannot grow.
 pub(crate) fn insert(ptr: usize, sample: Sample) -> bool {
-    if LIVE_SAMPLES.fetch_add(1, Ordering::Relaxed) >= MAX_LIVE_SAMPLES {
-        LIVE_SAMPLES.fetch_sub(1, Ordering::Relaxed);
-        DROPPED.fetch_add(1, Ordering::Relaxed);
-        return false;
-    }
     let mut table = shard(ptr).lock();
-    if table.try_reserve(1, |(p, _)| hash(*p)).is_err() {
+    // The cap is per shard (no global counter for every sample to contend on).
+    if table.len() >= MAX_LIVE_SAMPLES / SHARDS || table.try_reserve(1, |(p, _)| hash(*p)).is_err()
+    {
         drop(table);
-        LIVE_SAMPLES.fetch_sub(1, Ordering::Relaxed);
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return false;
     }
@@ -62,7 +57,6 @@ pub(crate) fn insert(ptr: usize, sample: Sample) -> bool {
             // A stale sample at a reused address cannot happen (samples are removed before
             // the block is freed); should one appear, the new block replaces it.
             entry.get_mut().1 = sample;
-            LIVE_SAMPLES.fetch_sub(1, Ordering::Relaxed);
         }
         hashbrown::hash_table::Entry::Vacant(entry) => {
             entry.insert((ptr, sample));
@@ -76,8 +70,6 @@ pub(crate) fn remove(ptr: usize) -> Option<Sample> {
     let mut table = shard(ptr).lock();
     let entry = table.find_entry(hash(ptr), |(p, _)| *p == ptr).ok()?;
     let ((_, sample), _) = entry.remove();
-    drop(table);
-    LIVE_SAMPLES.fetch_sub(1, Ordering::Relaxed);
     Some(sample)
 }
 

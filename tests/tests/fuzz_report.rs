@@ -82,7 +82,9 @@ fn text() -> impl Strategy<Value = String> {
 fn count() -> impl Strategy<Value = u64> {
     prop_oneof![
         4 => 0u64..1 << 40,
+        1 => Just(u64::MAX),
         1 => Just((1u64 << 53) + 1),
+        1 => any::<u64>(),
     ]
 }
 
@@ -290,7 +292,7 @@ fn wrong_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        (0u64..1 << 50).prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
         float().prop_map(Value::from),
         text().prop_map(Value::String),
         Just(Value::Array(vec![])),
@@ -302,6 +304,7 @@ fn wrong_value() -> impl Strategy<Value = Value> {
 
 /// Literals a number may be replaced by: past u64, negative, fractional, out of f64's range.
 const NUMBERS: &[&str] = &[
+    "18446744073709551615",
     "18446744073709551616",
     "99999999999999999999999999999999999999",
     "-1",

@@ -93,7 +93,7 @@ impl Report {
             // DH view needs every program point's frames to differ: merge equal ones.
             match point_ids.get(&fs) {
                 Some(&i) => {
-                    add(&mut points[i].1, &stack.figures);
+                    Figures::add(&mut points[i].1, &stack.figures);
                     points[i].2 += lifetime_us;
                 }
                 None => {
@@ -142,14 +142,6 @@ impl Report {
     }
 }
 
-fn add(sum: &mut Figures, f: &Figures) {
-    sum.live_bytes += f.live_bytes;
-    sum.live_allocs += f.live_allocs;
-    sum.peak_live_bytes += f.peak_live_bytes;
-    sum.alloc_bytes += f.alloc_bytes;
-    sum.allocs += f.allocs;
-    sum.live_samples += f.live_samples;
-}
 
 /// Blocks in `bytes` at the stack's average block size (at least the live blocks when the
 /// bytes are at least the live bytes).

@@ -66,7 +66,17 @@ fn folded_lines(report: &Report) -> BTreeMap<String, u64> {
             .rev()
             .map(|frame| fold_name(function_name(frame)))
             .collect();
-        *lines.entry(names.join(";")).or_default() += stack.figures.live_bytes;
+        let line = lines.entry(names.join(";")).or_default();
+        *line = line.saturating_add(stack.figures.live_bytes);
+    }
+    // Flamegraph tools add every line up (in 64 bits, or less): a report whose figures sum
+    // past 2^62 (only a damaged one) is scaled down so that they never overflow.
+    let total: u128 = lines.values().map(|&v| u128::from(v)).sum();
+    let divisor = (total >> 62) + 1;
+    if divisor > 1 {
+        for value in lines.values_mut() {
+            *value = (u128::from(*value) / divisor) as u64;
+        }
     }
     lines
 }

@@ -136,11 +136,11 @@ impl Report {
             .map(|(i, row)| (row.frames.clone(), i))
             .collect();
         for row in rows(base) {
-            let negated = row.values.map(|v| -v);
+            let negated = row.values.map(i64::saturating_neg);
             match index.get(&row.frames) {
                 Some(&i) => {
                     for (value, base) in delta[i].values.iter_mut().zip(negated) {
-                        *value += base;
+                        *value = value.saturating_add(base);
                     }
                 }
                 None => delta.push(Row {

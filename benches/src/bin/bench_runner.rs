@@ -152,7 +152,7 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     if options.rounds == 0 {
-        options.rounds = if options.quick { 3 } else { 7 };
+        options.rounds = if options.quick { 3 } else { 6 };
     }
     Ok(options)
 }
@@ -725,7 +725,7 @@ fn run(options: &Options) -> Result<(), String> {
          (which symbolizes the sampled stacks). `tracker` is the report's `tracker.bytes` (the \
          tracker's own heap: sample and stack tables, symbols); `symbols` is its \
          `symbol_bytes` part (debug info loaded to name frames, once per process, independent \
-         of the heap size). Budget: 1 % of live + 4 MiB. RSS is the process's after the report; \
+         of the heap size). Budget: 1 % of live + 4 MiB. RSS is the process's once the heap is built (before the report); \
          the same workload under System has RSS {}.\n",
         mib(system_rss)
     );

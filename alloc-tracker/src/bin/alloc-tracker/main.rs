@@ -384,10 +384,10 @@ fn diff(base_path: &Path, base: &Report, new_path: &Path, new: &Report, count: u
     // Sites are matched by function, file and line.
     let mut figures: HashMap<&Location, (Figures, Figures)> = HashMap::new();
     for site in &base.sites {
-        add(&mut figures.entry(&site.site).or_default().0, &site.figures);
+        Figures::add(&mut figures.entry(&site.site).or_default().0, &site.figures);
     }
     for site in &new.sites {
-        add(&mut figures.entry(&site.site).or_default().1, &site.figures);
+        Figures::add(&mut figures.entry(&site.site).or_default().1, &site.figures);
     }
     let mut rows: Vec<(&Location, Figures, Figures)> = figures
         .into_iter()
@@ -433,11 +433,3 @@ fn diff(base_path: &Path, base: &Report, new_path: &Path, new: &Report, count: u
     out
 }
 
-fn add(sum: &mut Figures, f: &Figures) {
-    sum.live_bytes += f.live_bytes;
-    sum.live_allocs += f.live_allocs;
-    sum.peak_live_bytes += f.peak_live_bytes;
-    sum.alloc_bytes += f.alloc_bytes;
-    sum.allocs += f.allocs;
-    sum.live_samples += f.live_samples;
-}
