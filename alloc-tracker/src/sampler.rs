@@ -161,6 +161,11 @@ pub(crate) fn countdown_expired(size: usize) -> bool {
 /// The slow path after [`countdown_expired`]: the sample's weight if this allocation is
 /// sampled. Draws this thread's next gap at `rate_now`.
 pub(crate) fn expired(size: usize, rate_now: u64) -> Option<f64> {
+    if rate_now == 1 && LEFT_RATE.with(Cell::get) == 1 {
+        // Exact mode, still in force: every allocation is a sample of weight 1.
+        LEFT.with(|left| left.set(1));
+        return Some(1.0);
+    }
     let mut countdown = Countdown {
         left: LEFT.with(Cell::get),
         rate: LEFT_RATE.with(|r| (r.get() != u64::MAX).then(|| r.get())),

@@ -142,7 +142,6 @@ impl Report {
     }
 }
 
-
 /// Blocks in `bytes` at the stack's average block size (at least the live blocks when the
 /// bytes are at least the live bytes).
 fn blocks_at(bytes: u64, f: &Figures) -> u64 {

@@ -432,4 +432,3 @@ fn diff(base_path: &Path, base: &Report, new_path: &Path, new: &Report, count: u
     }
     out
 }
-
