@@ -85,9 +85,8 @@ struct Cache {
 
 impl Cache {
     fn get_or_render(&mut self, key: u64, size: usize) -> &[u8] {
-        if !self.pages.contains_key(&key) {
-            let page = render(key % DEPTHS, key, size);
-            self.pages.insert(key, page);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.pages.entry(key) {
+            slot.insert(render(key % DEPTHS, key, size));
             self.order.push_back(key);
             if self.order.len() > CAPACITY {
                 let oldest = self.order.pop_front().unwrap();

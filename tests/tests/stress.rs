@@ -4,10 +4,11 @@
 //! threads with allocating TLS destructors, `fork` while the others allocate (the child
 //! allocates, reports and exits), and reports made while all of that runs.
 //!
-//! In the normal test run it is a smoke test (a child run of a second or so). Under a
-//! checker, run the child directly, e.g.
-//! `TRACKER_TEST_SCENARIO=stress STRESS_OPS=20000 ALLOC_TRACKER_RATE=1 valgrind --tool=helgrind <this binary>`
-//! (see docs/reliability.md for the exact commands and what they found).
+//! In the normal test run it is a smoke test (child runs of a second or so). Under a checker,
+//! run the child directly, e.g. `TRACKER_TEST_SCENARIO=stress STRESS_OPS=20000
+//! ALLOC_TRACKER_RATE=1 valgrind --tool=helgrind <this binary>`; `STRESS_FORKS=0` for leak
+//! checkers (a fork child holds blocks of threads it does not have). docs/reliability.md has
+//! the exact commands and what they found.
 
 use alloc_tracker::Tracker;
 use std::alloc::{GlobalAlloc, Layout};
@@ -20,13 +21,15 @@ use tracker_tests::{child_scenario, run_checks, scratch_dir, Scenario};
 static ALLOC: Tracker = Tracker::system();
 
 const THREADS: usize = 3;
+/// Forks in the smoke test.
 const FORKS: usize = 2;
 
-fn ops() -> usize {
-    std::env::var("STRESS_OPS")
+/// A setting from the environment, or its default.
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000)
+        .unwrap_or(default)
 }
 
 fn next(state: &mut u64) -> u64 {
@@ -137,7 +140,12 @@ fn work(
 }
 
 fn stress() {
-    let ops = ops();
+    // Operations per thread, and forks (0 for a leak checker: a fork child holds blocks of
+    // threads that do not exist in it, which LeakSanitizer and memcheck call leaks).
+    let (ops, forks) = (
+        setting("STRESS_OPS", 200_000),
+        setting("STRESS_FORKS", FORKS),
+    );
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel()).unzip();
     let workers: Vec<_> = receivers
         .into_iter()
@@ -148,7 +156,7 @@ fn stress() {
         })
         .collect();
     drop(senders);
-    for _ in 0..FORKS {
+    for _ in 0..forks {
         std::thread::sleep(Duration::from_millis(20));
         // SAFETY: the child only allocates, reports and exits.
         let pid = unsafe { libc::fork() };
