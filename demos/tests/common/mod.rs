@@ -248,8 +248,15 @@ pub fn check(case: &Case, mode: Mode) {
     let leaky = run(case.leak, mode, &args);
     let report = &leaky.report;
     let held = num(&report["totals"], field);
+    // The exact peak is checked at each sampling decision: at the default rate it may miss
+    // up to about one sampling interval of growth per allocating thread (see
+    // `alloc_tracker::Stats::peak_live_bytes`); live bytes are always exact.
+    let slack = match (mode, case.by_peak) {
+        (Mode::Sampled, true) => 2 * DEFAULT_RATE,
+        _ => 0,
+    };
     assert!(
-        held >= case.leaked,
+        held + slack >= case.leaked,
         "{}: the leaky run only held {held} bytes ({field}), expected ≥ {}\n{}",
         case.leak,
         case.leaked,
