@@ -554,6 +554,32 @@ fn huge_files_that_are_not_reports_are_refused_in_bounded_time_and_memory() {
             }),
         ),
         (
+            "a `format` that is a 100 MB array",
+            "not an alloc-tracker report",
+            Box::new(|p: &Path| {
+                write_huge(
+                    p,
+                    SIZE,
+                    b"{\"format\":[",
+                    |c| c.extend_from_slice(b"1,"),
+                    b"1]}",
+                )
+            }),
+        ),
+        (
+            "a `version` that is a 100 MB array",
+            "malformed",
+            Box::new(|p: &Path| {
+                write_huge(
+                    p,
+                    SIZE,
+                    b"{\"format\":\"alloc-tracker\",\"version\":[",
+                    |c| c.extend_from_slice(b"1,"),
+                    b"1]}",
+                )
+            }),
+        ),
+        (
             "brackets nested 100 million deep",
             "not a JSON report",
             Box::new(|p: &Path| write_huge(p, SIZE, b"", |c| c.push(b'['), b"")),
@@ -606,13 +632,13 @@ fn huge_files_that_are_not_reports_are_refused_in_bounded_time_and_memory() {
 /// The CLI run end to end on damaged reports (the library's reader is fuzzed in-process by
 /// `tests/tests/fuzz_report.rs`; this covers the binary's own reading and printing): each
 /// run exits 0 (the damage left a readable report) or 1 with one clear line, never a panic.
-/// Cases: `CLI_FUZZ_CASES` (default 100; each runs `top`, `diff` and `convert`).
+/// Cases: `CLI_FUZZ_CASES` (default 300, ~2 s; each runs `top`, `diff` and `convert`).
 #[test]
 fn damaged_reports_never_crash_the_cli() {
     let cases: usize = std::env::var("CLI_FUZZ_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(300);
     let dir = fixtures();
     let good = std::fs::read(dir.path().join("later.json")).unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;

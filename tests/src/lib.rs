@@ -8,6 +8,7 @@
 //! scenario name and an environment ([`Scenario`]) and checks what the child did.
 
 use serde_json::Value;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -108,6 +109,19 @@ impl Scenario {
         command.env("TRACKER_TEST_SCENARIO", &self.name);
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // A shell starts background jobs (`cargo test &`) with SIGINT ignored, and an ignored
+        // disposition survives exec; the tracker rightly leaves an ignored signal alone, so
+        // the signal scenarios would test nothing. Children start with the default actions.
+        // SAFETY: the closure runs between fork and exec and only calls `signal`, which is
+        // async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                for signal in [libc::SIGINT, libc::SIGTERM] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
         let started = Instant::now();
         let mut child = command.spawn().expect("spawn the test binary");
         // Read the pipes on threads so a chatty child cannot block on a full pipe.

@@ -1,4 +1,4 @@
-//! Nothing lost under concurrency: 4 threads × 2.5 million mixed allocations, reallocations
+//! Nothing lost under concurrency: 4 threads × 10 million mixed allocations, reallocations
 //! and frees of random sizes (1 B–256 KiB) and alignments (up to 64 KiB), including blocks
 //! freed on another thread than the one that allocated them. In exact mode the totals match
 //! an independent count and the per-site sums match the totals; at the default rate the
@@ -13,7 +13,15 @@ use tracker_tests::run_checks;
 static ALLOC: Tracker = Tracker::system().with_sample_rate(1);
 
 const THREADS: usize = 4;
-const OPS_PER_THREAD: usize = 2_500_000;
+
+/// Operations per thread: 10 million, or `LOAD_OPS_PER_THREAD` (for quick local runs or
+/// slow instrumented builds).
+fn ops_per_thread() -> usize {
+    std::env::var("LOAD_OPS_PER_THREAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000)
+}
 
 /// A block the test made through the global allocator.
 struct Block {
@@ -64,7 +72,7 @@ fn churn(
 ) -> (Vec<Block>, mpsc::Receiver<Block>) {
     let mut state = seed;
     let mut held: Vec<Block> = Vec::with_capacity(4096);
-    for op in 0..OPS_PER_THREAD {
+    for op in 0..ops_per_thread() {
         match next(&mut state) % 10 {
             0..=4 => {
                 let layout = random_layout(&mut state);
@@ -152,7 +160,7 @@ fn assert_totals_match(before: &Stats, held: &Vec<Block>) {
         (grown - expected).abs() < 64 * 1024,
         "grew {grown}, threads hold {expected}"
     );
-    assert!(after.allocs - before.allocs >= (THREADS * OPS_PER_THREAD / 2) as u64);
+    assert!(after.allocs - before.allocs >= (THREADS * ops_per_thread() / 2) as u64);
 }
 
 fn exact_mode_totals_and_sites_add_up() {

@@ -19,8 +19,8 @@
 //! keep their high-water capacity. So after a warm-up (the first third of the run, at least
 //! 8 s: the ring is full after 6.4 s) it may only creep towards a plateau: each of the 64
 //! live-sample shards doubles its table when a chance high of live samples lands in it, and
-//! rare call paths add their stack late. Measured (150 s, release): 141 KiB at 5 s, 180 KiB
-//! at 30 s, 195–200 KiB from 60 s on. The bounds: the peak after the warm-up is at most
+//! rare call paths add their stack late. Measured (150 s, release): 137 KiB at 5 s, 176 KiB
+//! at 30 s, 189–196 KiB from 60 s on. The bounds: the peak after the warm-up is at most
 //! 1.25 × the warm-up peak + 64 KiB, and the last third of the run grows at most 10% + 32 KiB
 //! over the middle third (a creep slows down; a leak does not: one entry per stack per
 //! checkpoint would be ~20 KiB/s here, one per sample MB/s).

@@ -62,10 +62,10 @@ impl Report {
             serde_json::error::Category::Data => ReadError::Foreign,
             _ => ReadError::NotJson(e.to_string()),
         })?;
-        if header.format.as_ref().and_then(|f| f.as_str()) != Some(FORMAT) {
+        if header.format.as_ref().and_then(HeaderField::as_str) != Some(FORMAT) {
             return Err(ReadError::Foreign);
         }
-        match header.version.as_ref().and_then(|v| v.as_u64()) {
+        match header.version.as_ref().and_then(HeaderField::as_u64) {
             Some(v) if v > u64::from(VERSION) => return Err(ReadError::FutureVersion(v)),
             Some(_) => {}
             None => return Err(ReadError::Malformed("no version".into())),
@@ -78,7 +78,111 @@ impl Report {
 #[derive(serde::Deserialize)]
 struct Header {
     #[serde(default)]
-    format: Option<serde_json::Value>,
+    format: Option<HeaderField>,
     #[serde(default)]
-    version: Option<serde_json::Value>,
+    version: Option<HeaderField>,
+}
+
+/// A header field as far as the reader cares: a string, an unsigned integer, or anything
+/// else. Arrays and objects are skipped element by element without being built, so a
+/// `format` that is itself a huge array costs time, not memory.
+enum HeaderField {
+    Text(String),
+    Unsigned(u64),
+    Other,
+}
+
+impl HeaderField {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            HeaderField::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            HeaderField::Unsigned(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HeaderField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(HeaderFieldVisitor)
+    }
+}
+
+struct HeaderFieldVisitor;
+
+impl<'de> serde::de::Visitor<'de> for HeaderFieldVisitor {
+    type Value = HeaderField;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HeaderField, E> {
+        Ok(HeaderField::Text(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<HeaderField, E> {
+        Ok(HeaderField::Text(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<HeaderField, E> {
+        Ok(HeaderField::Unsigned(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<HeaderField, E> {
+        Ok(HeaderField::Other)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<HeaderField, E> {
+        Ok(HeaderField::Other)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<HeaderField, E> {
+        Ok(HeaderField::Other)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<HeaderField, E> {
+        Ok(HeaderField::Other)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<HeaderField, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(HeaderField::Other)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderField, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(HeaderField::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_fields_of_the_wrong_kind_are_told_apart_without_being_built() {
+        let foreign = |text: &str| matches!(Report::from_json(text), Err(ReadError::Foreign));
+        let malformed =
+            |text: &str| matches!(Report::from_json(text), Err(ReadError::Malformed(_)));
+        assert!(foreign(r#"{"format":[1,[2,{"a":3}]],"version":1}"#));
+        assert!(foreign(r#"{"format":{"alloc-tracker":1},"version":1}"#));
+        assert!(foreign(r#"{"format":null,"version":1}"#));
+        assert!(malformed(r#"{"format":"alloc-tracker","version":[1]}"#));
+        assert!(malformed(r#"{"format":"alloc-tracker","version":-1}"#));
+        assert!(malformed(r#"{"format":"alloc-tracker","version":1.5}"#));
+        assert!(matches!(
+            Report::from_json(r#"{"format":"alloc-tracker","version":99999}"#),
+            Err(ReadError::FutureVersion(99999))
+        ));
+    }
 }
