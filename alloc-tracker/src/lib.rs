@@ -165,7 +165,7 @@ pub fn write_report() {
 /// Builds a report from the tables. Must run as tracker code.
 pub(crate) fn build_report() -> Report {
     // The tracker's own memory, without the report being built: its tables now, plus what
-    // symbolizing this report adds to the symbol caches.
+    // symbolizing this report adds to the symbol caches once its debug info is released.
     let tables_and_symbols = tracker_memory::live_bytes();
     let symbols_before = symbolize::symbol_bytes();
     let totals = counters::totals();
@@ -188,7 +188,8 @@ pub(crate) fn build_report() -> Report {
         checkpoints: checkpoints::all(),
         depth: config::depth(),
     });
-    let symbols_added = symbolize::symbol_bytes() - symbols_before;
+    symbolize::release_debug_info();
+    let symbols_added = symbolize::symbol_bytes().saturating_sub(symbols_before);
     report.tracker.bytes = tables_and_symbols + symbols_added;
     report.tracker.symbol_bytes = symbolize::symbol_bytes().min(report.tracker.bytes);
     report

@@ -8,7 +8,7 @@
 use crate::spin::SpinLock;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A source location: a function and, where debug info tells, its file and line.
@@ -141,6 +141,9 @@ pub(crate) fn classify(function: &str, file: Option<&str>) -> Origin {
 
 static SYMBOL_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Whether debug info was loaded since the last [`release_debug_info`].
+static DEBUG_INFO_LOADED: AtomicBool = AtomicBool::new(false);
+
 type Cache = HashMap<usize, Arc<[Frame]>>;
 static CACHE: SpinLock<Option<Cache>> = SpinLock::new(None);
 
@@ -153,14 +156,31 @@ pub(crate) fn resolve(address: usize) -> Arc<[Frame]> {
     }
     let before = crate::tracker_memory::live_bytes();
     let frames: Arc<[Frame]> = resolve_uncached(address).into();
+    DEBUG_INFO_LOADED.store(true, Ordering::Relaxed);
     cache.insert(address, Arc::clone(&frames));
     let grown = crate::tracker_memory::live_bytes().saturating_sub(before);
     SYMBOL_BYTES.fetch_add(grown, Ordering::Relaxed);
     frames
 }
 
-/// Heap the tracker holds for symbols (debug info loaded by the unwinder, names, the cache),
-/// measured as the tracker's growth while symbolizing.
+/// Frees the debug info that naming new addresses loaded (tens of MiB for a typical
+/// binary and libc), keeping the names already resolved. Called after each report: a
+/// program that reports periodically holds only the per-address cache between reports,
+/// and reloads debug info only when a report meets an address it has not named before.
+pub(crate) fn release_debug_info() {
+    if !DEBUG_INFO_LOADED.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let before = crate::tracker_memory::live_bytes();
+    backtrace::clear_symbol_cache();
+    let freed = before.saturating_sub(crate::tracker_memory::live_bytes());
+    let _ = SYMBOL_BYTES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+        Some(held.saturating_sub(freed))
+    });
+}
+
+/// Heap the tracker holds for symbols between reports (the names resolved so far, and any
+/// debug info not yet released), measured from the tracker's growth while symbolizing.
 pub(crate) fn symbol_bytes() -> u64 {
     SYMBOL_BYTES.load(Ordering::Relaxed)
 }

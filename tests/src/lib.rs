@@ -106,6 +106,10 @@ impl Scenario {
                 command.env_remove(key);
             }
         }
+        // A panicking child that prints a backtrace loads its debug info into the heap
+        // (std's own symbol cache, ~60 MiB in a debug build, live until exit), which would
+        // then compete with the scenario's sites in its report: children never print one.
+        command.env("RUST_BACKTRACE", "0");
         command.env("TRACKER_TEST_SCENARIO", &self.name);
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -148,6 +148,29 @@ fn site_sums_equal_totals() {
     drop(keep);
 }
 
+/// Naming frames loads the debug info of the binary and libc (tens of MiB); a report frees
+/// it once built and keeps only the names, so a program that reports periodically does not
+/// carry it. Reports over stacks already named take their names from the cache. (Each
+/// report's copy handed to the caller is program memory with stacks of its own, named by
+/// the next report: the loop settles from its second round on.)
+fn debug_info_is_freed_after_each_report() {
+    let keep = black_box(make_boxes(10));
+    let symbols: Vec<u64> = (0..4)
+        .map(|_| alloc_tracker::report().tracker.symbol_bytes)
+        .collect();
+    assert!(
+        symbols.iter().all(|&bytes| bytes < 4 << 20),
+        "symbols held after each report: {symbols:?} B"
+    );
+    assert_eq!(symbols[2], symbols[3], "{symbols:?}");
+    let report = alloc_tracker::report();
+    assert!(site(&report, "// site: boxes")
+        .site
+        .function
+        .ends_with("make_boxes"));
+    drop(keep);
+}
+
 fn json_has_the_contract_fields() {
     let report = alloc_tracker::report();
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
@@ -200,6 +223,10 @@ fn main() {
             ),
             ("peak_is_seen", peak_is_seen),
             ("site_sums_equal_totals", site_sums_equal_totals),
+            (
+                "debug_info_is_freed_after_each_report",
+                debug_info_is_freed_after_each_report,
+            ),
             ("json_has_the_contract_fields", json_has_the_contract_fields),
         ],
     );

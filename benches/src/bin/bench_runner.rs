@@ -724,8 +724,8 @@ fn run(options: &Options) -> Result<(), String> {
          (half the bytes in 16–256 B blocks, half in 256 B–64 KiB), then `alloc_tracker::report()` \
          (which symbolizes the sampled stacks). `tracker` is the report's `tracker.bytes` (the \
          tracker's own heap: sample and stack tables, symbols); `symbols` is its \
-         `symbol_bytes` part (debug info loaded to name frames, once per process, independent \
-         of the heap size). Budget: 1 % of live + 4 MiB. RSS is the process's once the heap is built (before the report); \
+         `symbol_bytes` part (the names of the frames seen so far; the debug info loaded to \
+         find them is freed once the report is built). Budget: 1 % of live + 4 MiB. RSS is the process's once the heap is built (before the report); \
          the same workload under System has RSS {}.\n",
         mib(system_rss)
     );
