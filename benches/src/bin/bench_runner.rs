@@ -254,6 +254,19 @@ fn run_workloads(options: &Options, bins: &Path, scale: f64) -> Result<Times, St
     Ok(times)
 }
 
+/// The wall times of `variant` on `workload` with `threads` threads, one per round.
+fn times_of<'t>(
+    times: &'t Times,
+    variant: &str,
+    workload: &str,
+    threads: usize,
+) -> Option<&'t Vec<f64>> {
+    times
+        .iter()
+        .find(|((v, w, t), _)| *v == variant && *w == workload && *t == threads)
+        .map(|(_, secs)| secs)
+}
+
 /// The per-round ratios of `variant` to its baseline, summarised.
 fn ratio(
     times: &Times,
@@ -262,12 +275,7 @@ fn ratio(
     workload: &str,
     threads: usize,
 ) -> Option<Summary> {
-    let find = |name: &str| {
-        times
-            .iter()
-            .find(|((v, w, t), _)| *v == name && *w == workload && *t == threads)
-            .map(|(_, secs)| secs)
-    };
+    let find = |name: &str| times_of(times, name, workload, threads);
     let (a, b) = (find(variant)?, find(baseline)?);
     let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     Summary::of(&ratios)
@@ -283,10 +291,8 @@ fn ratio_of_minimums(
     threads: usize,
 ) -> Option<f64> {
     let min = |name: &str| {
-        times
-            .iter()
-            .find(|((v, w, t), _)| *v == name && *w == workload && *t == threads)
-            .and_then(|(_, secs)| Summary::of(secs))
+        times_of(times, name, workload, threads)
+            .and_then(|secs| Summary::of(secs))
             .map(|s| s.min)
     };
     Some(min(variant)? / min(baseline)?)
