@@ -131,15 +131,12 @@ impl Countdown {
             Some(rate) if rate != 0 && !self.horizon => Some(sample_weight(size, rate)),
             // Sampling was off: this was only a re-check.
             Some(_) if !self.horizon => None,
-            // A horizon, or the thread's first allocation: no mark fell before the `rest`
-            // bytes of this allocation that lie past it. The gaps are memoryless, so
-            // whether one falls in those is a fresh draw at the rate now in force.
+            // A horizon, or the thread's first allocation (counted down from 0): no mark
+            // fell before the `rest` bytes of this allocation that lie past it. The gaps
+            // are memoryless, so whether one falls in those is a fresh draw at the rate now
+            // in force.
             _ => {
-                let rest = if self.rate.is_some() {
-                    self.left.saturating_neg()
-                } else {
-                    size as i64
-                };
+                let rest = self.left.saturating_neg();
                 let gap = self.gaps.next_gap(rate_now);
                 (rate_now != 0 && gap <= rest).then(|| sample_weight(size, rate_now))
             }

@@ -13,6 +13,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A numeric setting from the environment (a test's size knob), or `default` when it is
+/// unset or not a number.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// xorshift64: a deterministic stream of choices from a non-zero seed.
+pub fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
 /// Runs named checks, printing one line each and a libtest-style summary; exits non-zero
 /// if any failed. A check fails by panicking.
 pub fn run_checks(binary: &str, checks: &[(&str, fn())]) {

@@ -7,7 +7,7 @@
 use alloc_tracker::{Stats, Tracker, DEFAULT_SAMPLE_RATE};
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::mpsc;
-use tracker_tests::run_checks;
+use tracker_tests::{env_or, run_checks, xorshift};
 
 #[global_allocator]
 static ALLOC: Tracker = Tracker::system().with_sample_rate(1);
@@ -17,10 +17,7 @@ const THREADS: usize = 4;
 /// Operations per thread: 10 million, or `LOAD_OPS_PER_THREAD` (for quick local runs or
 /// slow instrumented builds).
 fn ops_per_thread() -> usize {
-    std::env::var("LOAD_OPS_PER_THREAD")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000_000)
+    env_or("LOAD_OPS_PER_THREAD", 10_000_000)
 }
 
 /// A block the test made through the global allocator.
@@ -33,25 +30,17 @@ struct Block {
 // is what the global allocator must support.
 unsafe impl Send for Block {}
 
-/// xorshift64: deterministic per-thread choices.
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 fn random_layout(state: &mut u64) -> Layout {
-    let size = match next(state) % 100 {
-        0..=69 => 1 + next(state) % 128,
-        70..=94 => 1 + next(state) % 8192,
-        _ => 1 + next(state) % (256 << 10),
+    let size = match xorshift(state) % 100 {
+        0..=69 => 1 + xorshift(state) % 128,
+        70..=94 => 1 + xorshift(state) % 8192,
+        _ => 1 + xorshift(state) % (256 << 10),
     } as usize;
     // Mostly small alignments, one block in 64 aligned to 256 B–64 KiB.
-    let align = if next(state) % 64 == 0 {
-        1usize << (8 + next(state) % 9)
+    let align = if xorshift(state) % 64 == 0 {
+        1usize << (8 + xorshift(state) % 9)
     } else {
-        1usize << (next(state) % 5)
+        1usize << (xorshift(state) % 5)
     };
     Layout::from_size_align(size, align).unwrap()
 }
@@ -73,7 +62,7 @@ fn churn(
     let mut state = seed;
     let mut held: Vec<Block> = Vec::with_capacity(4096);
     for op in 0..ops_per_thread() {
-        match next(&mut state) % 10 {
+        match xorshift(&mut state) % 10 {
             0..=4 => {
                 let layout = random_layout(&mut state);
                 // SAFETY: the layout has a non-zero size.
@@ -82,9 +71,9 @@ fn churn(
                 held.push(Block { ptr, layout });
             }
             5..=6 if !held.is_empty() => {
-                let i = (next(&mut state) as usize) % held.len();
+                let i = (xorshift(&mut state) as usize) % held.len();
                 let block = &mut held[i];
-                let new_size = 1 + (next(&mut state) % 16384) as usize;
+                let new_size = 1 + (xorshift(&mut state) % 16384) as usize;
                 // SAFETY: the block came from ALLOC with this layout; new_size is non-zero
                 // and, rounded to the alignment, cannot overflow.
                 let ptr = unsafe { ALLOC.realloc(block.ptr, block.layout, new_size) };
@@ -94,11 +83,11 @@ fn churn(
             }
             7 if !held.is_empty() => {
                 // Hand a block to the next thread, which frees it.
-                let i = (next(&mut state) as usize) % held.len();
+                let i = (xorshift(&mut state) as usize) % held.len();
                 let _ = outbox.send(held.swap_remove(i));
             }
             _ if !held.is_empty() => {
-                let i = (next(&mut state) as usize) % held.len();
+                let i = (xorshift(&mut state) as usize) % held.len();
                 free(held.swap_remove(i));
             }
             _ => {}

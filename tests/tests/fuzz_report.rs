@@ -17,14 +17,11 @@ use alloc_tracker::{
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use serde_json::Value;
-use tracker_tests::run_checks;
+use tracker_tests::{env_or, run_checks};
 
 /// Cases per property, from `PROPTEST_CASES`.
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(2_000)
+    env_or("PROPTEST_CASES", 2_000)
 }
 
 /// Runs `test` over `strategy` for [`cases`] cases; panics with the shrunk failing input.

@@ -38,14 +38,23 @@ fn standard_error(sizes: impl Iterator<Item = usize>, rate: u64) -> f64 {
         .sqrt()
 }
 
-fn assert_estimate(site: &Site, truth: u64, standard_error: f64) {
-    let estimate = site.figures.live_bytes as f64;
-    let error = (estimate - truth as f64).abs();
+/// Checks an estimate of `truth` bytes against 5 of its standard errors.
+fn assert_within(what: &str, estimate: u64, truth: u64, standard_error: f64) {
+    let error = (estimate as f64 - truth as f64).abs();
     assert!(
         error <= 5.0 * standard_error,
-        "{}: estimated {estimate} for {truth} bytes ({:.1} standard errors of {standard_error:.0})",
-        site.site.function,
+        "{what}: estimated {estimate} for {truth} bytes ({:.1} standard errors of {standard_error:.0})",
         error / standard_error
+    );
+}
+
+/// Checks a site's estimated live bytes against the truth.
+fn assert_estimate(site: &Site, truth: u64, standard_error: f64) {
+    assert_within(
+        &site.site.function,
+        site.figures.live_bytes,
+        truth,
+        standard_error,
     );
     assert!(site.figures.live_samples > 0);
 }
@@ -161,14 +170,12 @@ fn allocated_bytes_are_unbiased_across_the_horizon() {
     let count = 32_768;
     churn_blocks(count);
     let report = alloc_tracker::report();
-    let churn = site(&report, "// site: churn");
-    let estimate = churn.figures.alloc_bytes as f64;
-    let truth = (count << 16) as f64;
     let standard_error = standard_error(std::iter::repeat_n(64 << 10, count), DEFAULT_SAMPLE_RATE);
-    assert!(
-        (estimate - truth).abs() <= 5.0 * standard_error,
-        "estimated {estimate} allocated for {truth} ({:.1} standard errors of {standard_error:.0})",
-        (estimate - truth) / standard_error
+    assert_within(
+        "bytes allocated",
+        site(&report, "// site: churn").figures.alloc_bytes,
+        (count << 16) as u64,
+        standard_error,
     );
 }
 

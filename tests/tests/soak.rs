@@ -34,7 +34,9 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracker_tests::{child_scenario, int, read_report, run_checks, scratch_dir, Scenario};
+use tracker_tests::{
+    child_scenario, env_or, int, read_report, run_checks, scratch_dir, xorshift, Scenario,
+};
 
 #[global_allocator]
 static ALLOC: Tracker = Tracker::system();
@@ -51,17 +53,7 @@ const THREAD_EVERY: u64 = 5_000;
 const SAMPLES_PER_S: u64 = 2;
 
 fn soak_seconds() -> u64 {
-    std::env::var("SOAK_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30)
-}
-
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
+    env_or("SOAK_SECONDS", 30)
 }
 
 /// Renders a response `depth` calls down: each depth is its own stack.
@@ -107,17 +99,17 @@ fn serve(worker: u64, stop: &AtomicBool) -> u64 {
     let mut requests = 0u64;
     while !stop.load(Ordering::Relaxed) {
         requests += 1;
-        let key = next(&mut state) % USERS;
-        let size = 1024 + (next(&mut state) % (15 * 1024)) as usize;
+        let key = xorshift(&mut state) % USERS;
+        let size = 1024 + (xorshift(&mut state) % (15 * 1024)) as usize;
         // The request line, a header map and a body built piece by piece (reallocs).
         let line = format!("GET /users/{key}?worker={worker} HTTP/1.1");
         let mut headers: Vec<(String, String)> = Vec::new();
-        for i in 0..next(&mut state) % 8 {
+        for i in 0..xorshift(&mut state) % 8 {
             headers.push((format!("x-header-{i}"), line.repeat(1 + i as usize)));
         }
         let page = cache.get_or_render(key, size);
         let mut body = Vec::new();
-        for chunk in page.chunks(1 + (next(&mut state) % 4096) as usize) {
+        for chunk in page.chunks(1 + (xorshift(&mut state) % 4096) as usize) {
             body.extend_from_slice(chunk);
         }
         black_box((&line, &headers, &body));

@@ -15,7 +15,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::sync::mpsc;
 use std::time::Duration;
-use tracker_tests::{child_scenario, run_checks, scratch_dir, Scenario};
+use tracker_tests::{child_scenario, env_or, run_checks, scratch_dir, xorshift, Scenario};
 
 #[global_allocator]
 static ALLOC: Tracker = Tracker::system();
@@ -25,20 +25,6 @@ const THREADS: usize = 3;
 const FORKS: usize = 2;
 
 /// A setting from the environment, or its default.
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 struct Block {
     ptr: *mut u8,
     layout: Layout,
@@ -76,10 +62,10 @@ fn work(
     let mut state = seed;
     let mut held: Vec<Block> = Vec::new();
     for op in 0..ops {
-        match next(&mut state) % 10 {
+        match xorshift(&mut state) % 10 {
             0..=4 => {
-                let size = 1 + (next(&mut state) % if op % 50 == 0 { 1 << 20 } else { 2048 });
-                let align = 1usize << (next(&mut state) % if op % 64 == 0 { 17 } else { 5 });
+                let size = 1 + (xorshift(&mut state) % if op % 50 == 0 { 1 << 20 } else { 2048 });
+                let align = 1usize << (xorshift(&mut state) % if op % 64 == 0 { 17 } else { 5 });
                 let layout = Layout::from_size_align(size as usize, align).unwrap();
                 // SAFETY: the layout has a non-zero size.
                 let ptr = unsafe {
@@ -96,9 +82,9 @@ fn work(
                 held.push(Block { ptr, layout });
             }
             5 | 6 if !held.is_empty() => {
-                let i = next(&mut state) as usize % held.len();
+                let i = xorshift(&mut state) as usize % held.len();
                 let block = &mut held[i];
-                let new_size = 1 + (next(&mut state) % 8192) as usize;
+                let new_size = 1 + (xorshift(&mut state) % 8192) as usize;
                 // SAFETY: the block came from ALLOC with this layout; the new size is
                 // non-zero and cannot overflow when rounded to the alignment.
                 let ptr = unsafe { ALLOC.realloc(block.ptr, block.layout, new_size) };
@@ -109,7 +95,7 @@ fn work(
                 unsafe { ptr.write_bytes(1, new_size) };
             }
             7 if !held.is_empty() => {
-                let i = next(&mut state) as usize % held.len();
+                let i = xorshift(&mut state) as usize % held.len();
                 let _ = outbox.send(held.swap_remove(i));
             }
             8 if op % 512 == 0 => {
@@ -122,7 +108,7 @@ fn work(
                 .unwrap();
             }
             _ if !held.is_empty() => {
-                let i = next(&mut state) as usize % held.len();
+                let i = xorshift(&mut state) as usize % held.len();
                 free(held.swap_remove(i));
             }
             _ => {}
@@ -142,10 +128,7 @@ fn work(
 fn stress() {
     // Operations per thread, and forks (0 for a leak checker: a fork child holds blocks of
     // threads that do not exist in it, which LeakSanitizer and memcheck call leaks).
-    let (ops, forks) = (
-        setting("STRESS_OPS", 200_000),
-        setting("STRESS_FORKS", FORKS),
-    );
+    let (ops, forks) = (env_or("STRESS_OPS", 200_000), env_or("STRESS_FORKS", FORKS));
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel()).unzip();
     let workers: Vec<_> = receivers
         .into_iter()

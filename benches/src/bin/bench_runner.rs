@@ -375,6 +375,16 @@ struct Instructions {
     workloads: Vec<(&'static str, &'static str, f64)>,
 }
 
+impl Instructions {
+    /// Instructions per iteration of `workload` under `variant`, if counted.
+    fn per_iteration(&self, variant: &str, workload: &str) -> Option<f64> {
+        self.workloads
+            .iter()
+            .find(|r| r.0 == variant && r.1 == workload)
+            .map(|r| r.2)
+    }
+}
+
 /// Counts instructions under callgrind. Each figure is the difference between a run of 2N
 /// and a run of N operations, divided by N: start-up and exit cancel out.
 fn run_callgrind(bins: &Path, with_workloads: bool) -> Result<Instructions, String> {
@@ -934,13 +944,7 @@ fn run(options: &Options) -> Result<(), String> {
             "\n### Per workload iteration, 1 thread (ratio to the baseline)\n"
         );
         let _ = writeln!(w, "| variant | service | hashmap |\n|---|---|---|");
-        let get = |variant: &str, workload: &str| {
-            counts
-                .workloads
-                .iter()
-                .find(|r| r.0 == variant && r.1 == workload)
-                .map(|r| r.2)
-        };
+        let get = |variant: &str, workload: &str| counts.per_iteration(variant, workload);
         for v in VARIANTS.iter().filter(|v| v.name != "system-small") {
             let _ = write!(w, "| `{}` |", v.name);
             for workload in WORKLOADS {
@@ -1040,13 +1044,7 @@ fn run(options: &Options) -> Result<(), String> {
         );
     }
     if let Some(counts) = callgrind.as_ref().filter(|c| !c.workloads.is_empty()) {
-        let get = |variant: &str, workload: &str| {
-            counts
-                .workloads
-                .iter()
-                .find(|r| r.0 == variant && r.1 == workload)
-                .map(|r| r.2)
-        };
+        let get = |variant: &str, workload: &str| counts.per_iteration(variant, workload);
         let mut cells = Vec::new();
         let mut met = true;
         for (variant, base) in [("tracker", "system"), ("tracker-jemalloc", "jemalloc")] {
