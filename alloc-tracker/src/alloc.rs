@@ -9,7 +9,6 @@ use crate::{
     capture, clock, counters, filter, lifecycle, reentrancy, sampler, stacks, tracker_memory,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Marks a code setting that was not given.
 const UNSET_RATE: u64 = u64::MAX;
@@ -130,7 +129,7 @@ impl<A> Tracker<A> {
         lifecycle::ensure_started();
         counters::note_peak();
         let rate = config::effective_rate(self.code_rate());
-        store_if_changed(&RATE_IN_USE, rate);
+        sampler::note_rate_in_use(rate);
         if let Some(weight) = sampler::expired(size, rate) {
             let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
             record_sample(ptr, size, weight, unwind);
@@ -138,43 +137,9 @@ impl<A> Tracker<A> {
     }
 }
 
-/// The rate of the most recent sampling decision, for the report.
-static RATE_IN_USE: AtomicU64 = AtomicU64::new(UNSET_RATE);
-/// The unwinder of the most recent sample (0: none yet), for the report.
-static UNWIND_IN_USE: AtomicU8 = AtomicU8::new(0);
-
-/// Stores `value` only if it differs: in exact mode every allocation passes here, on every
-/// thread, and a store to a shared line each time would bounce it between cores.
-fn store_if_changed(cell: &AtomicU64, value: u64) {
-    if cell.load(Ordering::Relaxed) != value {
-        cell.store(value, Ordering::Relaxed);
-    }
-}
-
-/// The sampling rate in force, as the report states it.
-pub(crate) fn rate_in_use() -> u64 {
-    match RATE_IN_USE.load(Ordering::Relaxed) {
-        UNSET_RATE => config::effective_rate(None),
-        rate => rate,
-    }
-}
-
-/// The unwinder in use, as the report states it (`fp` or `dwarf`).
-pub(crate) fn unwinder_in_use() -> &'static str {
-    let unwind = Unwind::from_code(UNWIND_IN_USE.load(Ordering::Relaxed))
-        .unwrap_or_else(|| config::effective_unwind(None));
-    match unwind {
-        Unwind::FramePointer => "fp",
-        Unwind::Dwarf => "dwarf",
-        Unwind::Auto => capture::auto_verdict(),
-    }
-}
-
 /// Captures the stack and records a sample of the block at `ptr`. Runs as tracker code.
 fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
-    if UNWIND_IN_USE.load(Ordering::Relaxed) != unwind.to_code() {
-        UNWIND_IN_USE.store(unwind.to_code(), Ordering::Relaxed);
-    }
+    capture::note_unwinder_in_use(unwind);
     let frames = capture::capture(unwind, config::depth());
     let stack = stacks::record_alloc(frames.as_slice(), size, weight, config::max_stacks());
     let sample = Sample {

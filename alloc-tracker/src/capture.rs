@@ -115,9 +115,26 @@ pub(crate) fn chains_agree(walk: &[usize], dwarf: &[usize]) -> bool {
     walk[..common] == dwarf[..common] && dwarf.len() <= walk.len() + ENTRY_FRAMES
 }
 
-/// Which unwinder `auto` is using: for the report.
-pub(crate) fn auto_verdict() -> &'static str {
-    if AUTO_USES_DWARF.load(Ordering::Relaxed) != 0 {
+/// The unwinder of the most recent sample (0: none yet), for the report.
+static UNWIND_IN_USE: AtomicU8 = AtomicU8::new(0);
+
+/// Notes the unwinder a sample used (stored only on a change, as the rate is).
+pub(crate) fn note_unwinder_in_use(unwind: Unwind) {
+    if UNWIND_IN_USE.load(Ordering::Relaxed) != unwind.to_code() {
+        UNWIND_IN_USE.store(unwind.to_code(), Ordering::Relaxed);
+    }
+}
+
+/// The unwinder in use, as the report states it (`fp` or `dwarf`).
+pub(crate) fn unwinder_in_use() -> &'static str {
+    let unwind = Unwind::from_code(UNWIND_IN_USE.load(Ordering::Relaxed))
+        .unwrap_or_else(|| crate::config::effective_unwind(None));
+    let dwarf = match unwind {
+        Unwind::FramePointer => false,
+        Unwind::Dwarf => true,
+        Unwind::Auto => AUTO_USES_DWARF.load(Ordering::Relaxed) != 0,
+    };
+    if dwarf {
         "dwarf"
     } else {
         "fp"

@@ -67,36 +67,15 @@ pub(crate) fn all() -> Vec<Checkpoint> {
 
 /// Starts the background thread that takes a checkpoint every `interval`.
 pub(crate) fn start_thread(interval: Duration) {
-    let micros = interval.as_micros().clamp(1_000, u128::from(u32::MAX)) as usize;
-    let mut thread: libc::pthread_t = 0;
-    // SAFETY: `every_interval` has the start-routine signature and takes the interval as an
-    // integer in pointer form; `thread` is writable.
-    let spawned = unsafe {
-        libc::pthread_create(
-            &mut thread,
-            std::ptr::null(),
-            every_interval,
-            micros as *mut libc::c_void,
-        ) == 0
-    };
-    if spawned {
-        // SAFETY: `thread` was just created and is never joined.
-        unsafe { libc::pthread_detach(thread) };
-        crate::process::TRACKER_THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    } else {
+    let interval = interval.max(Duration::from_millis(1));
+    let started = crate::threads::spawn(Box::new(move || loop {
+        std::thread::sleep(interval);
+        take();
+    }));
+    if started.is_err() {
         crate::output::warn(
             "could not start the checkpoint thread; trends need alloc_tracker::checkpoint()",
         );
-    }
-}
-
-extern "C" fn every_interval(micros: *mut libc::c_void) -> *mut libc::c_void {
-    // Everything this thread allocates is the tracker's.
-    let _guard = reentrancy::enter();
-    let interval = Duration::from_micros(micros as u64);
-    loop {
-        std::thread::sleep(interval);
-        take();
     }
 }
 

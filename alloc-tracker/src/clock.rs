@@ -28,3 +28,11 @@ pub(crate) fn since_start_ns() -> u64 {
     mark_start();
     monotonic_ns().saturating_sub(START_NS.load(Ordering::Relaxed))
 }
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_nanos_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -6,6 +6,7 @@
 //! value prints one line on stderr and the default is used: configuration never stops the
 //! host program.
 
+use crate::export::Format;
 use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -54,22 +55,18 @@ impl Unwind {
     }
 }
 
-/// Where the exit report goes.
+/// Where the report goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     /// The text report, on standard error.
     Stderr,
-    /// The JSON report, to this file.
-    Json(PathBuf),
-    /// DHAT's JSON format (`*.dhat.json`), for DHAT's viewer.
-    Dhat(PathBuf),
-    /// A gzip-compressed pprof profile (`*.pb.gz`).
-    Pprof(PathBuf),
-    /// Folded stacks of live bytes (`*.folded`).
-    Folded(PathBuf),
-    /// An SVG flamegraph of live bytes (`*.svg`).
-    #[cfg(feature = "svg")]
-    Svg(PathBuf),
+    /// A file, in the format its name ends with.
+    File {
+        /// The file (a fork child writes `name.<pid>.ext` instead).
+        path: PathBuf,
+        /// The format its ending picks.
+        format: Format,
+    },
 }
 
 /// The settings read from the environment; `None` where a variable is unset or invalid.
@@ -283,10 +280,10 @@ fn parse_report(value: &str) -> Result<(Vec<Destination>, Vec<String>), String> 
         .filter(|e| !e.is_empty())
         .collect();
     if entries.is_empty() {
-        return Err(
-            "expected stderr, off, or file paths ending in .json, .dhat.json, .pb.gz, .folded or .svg"
-                .into(),
-        );
+        return Err(format!(
+            "expected stderr, off, or file paths ending in {}",
+            Format::endings()
+        ));
     }
     if entries.contains(&"off") {
         let ignored = match entries.len() {
@@ -302,26 +299,18 @@ fn parse_report(value: &str) -> Result<(Vec<Destination>, Vec<String>), String> 
     for entry in entries {
         if entry == "stderr" {
             destinations.push(Destination::Stderr);
-        } else if entry.ends_with(".dhat.json") {
-            destinations.push(Destination::Dhat(PathBuf::from(entry)));
-        } else if entry.ends_with(".json") {
-            destinations.push(Destination::Json(PathBuf::from(entry)));
-        } else if entry.ends_with(".pb.gz") {
-            destinations.push(Destination::Pprof(PathBuf::from(entry)));
-        } else if entry.ends_with(".folded") {
-            destinations.push(Destination::Folded(PathBuf::from(entry)));
-        } else if entry.ends_with(".svg") && cfg!(feature = "svg") {
-            #[cfg(feature = "svg")]
-            destinations.push(Destination::Svg(PathBuf::from(entry)));
-        } else if entry.ends_with(".svg") {
-            skipped.push(format!(
+            continue;
+        }
+        let path = PathBuf::from(entry);
+        match Format::from_path(&path) {
+            Some(format) => destinations.push(Destination::File { path, format }),
+            None if entry.ends_with(".svg") => skipped.push(format!(
                 "ignoring report destination {entry:?}: this build has no `svg` feature"
-            ));
-        } else {
-            skipped.push(format!(
-                "ignoring report destination {entry:?}: expected stderr or a path ending in \
-                 .json, .dhat.json, .pb.gz, .folded or .svg"
-            ));
+            )),
+            None => skipped.push(format!(
+                "ignoring report destination {entry:?}: expected stderr or a path ending in {}",
+                Format::endings()
+            )),
         }
     }
     Ok((destinations, skipped))
@@ -441,7 +430,7 @@ mod tests {
             settings.report,
             Some(vec![
                 Destination::Stderr,
-                Destination::Json(PathBuf::from("out/heap.json"))
+                file("out/heap.json", Format::Json)
             ])
         );
     }
@@ -460,21 +449,28 @@ mod tests {
         assert!(warnings[0].contains("ALLOC_TRACKER_RATE=\"lots\""));
     }
 
+    fn file(path: &str, format: Format) -> Destination {
+        Destination::File {
+            path: PathBuf::from(path),
+            format,
+        }
+    }
+
     #[test]
     fn every_export_format_is_picked_by_its_ending() {
         let (settings, warnings) = parse(&[(
             "ALLOC_TRACKER_REPORT",
-            "a.json,b.dhat.json,c.pb.gz,d.folded,e.svg",
+            "a.json,b.dhat.json,c.pb.gz,d.folded,e.svg,f.txt",
         )]);
-        #[cfg_attr(not(feature = "svg"), allow(unused_mut))]
         let mut expected = vec![
-            Destination::Json(PathBuf::from("a.json")),
-            Destination::Dhat(PathBuf::from("b.dhat.json")),
-            Destination::Pprof(PathBuf::from("c.pb.gz")),
-            Destination::Folded(PathBuf::from("d.folded")),
+            file("a.json", Format::Json),
+            file("b.dhat.json", Format::Dhat),
+            file("c.pb.gz", Format::Pprof),
+            file("d.folded", Format::Folded),
         ];
         #[cfg(feature = "svg")]
-        expected.push(Destination::Svg(PathBuf::from("e.svg")));
+        expected.push(file("e.svg", Format::Svg));
+        expected.push(file("f.txt", Format::Text));
         assert_eq!(settings.report, Some(expected));
         assert_eq!(
             warnings.len(),
@@ -510,7 +506,7 @@ mod tests {
             1,
             "off with other destinations is said once"
         );
-        let (settings, warnings) = parse(&[("ALLOC_TRACKER_REPORT", "heap.txt,stderr")]);
+        let (settings, warnings) = parse(&[("ALLOC_TRACKER_REPORT", "heap.png,stderr")]);
         assert_eq!(settings.report, Some(vec![Destination::Stderr]));
         assert_eq!(warnings.len(), 1);
     }

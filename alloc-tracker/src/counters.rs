@@ -15,6 +15,7 @@
 //! with sampling off. So the peak is exact in exact mode, and otherwise may miss up to
 //! about one sampling interval (512 KiB by default) of growth per allocating thread.
 
+use crate::report::Stats;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
@@ -211,24 +212,6 @@ extern "C" fn release_shard(value: *mut libc::c_void) {
     if let Some(shard) = SHARD_TABLE.get(index).filter(|_| index != 0) {
         shard.owned.store(false, Ordering::Release);
     }
-}
-
-/// Exact totals over the whole run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stats {
-    /// Bytes allocated and not yet freed.
-    pub live_bytes: u64,
-    /// Allocations not yet freed.
-    pub live_allocs: u64,
-    /// The most bytes live at once: exact in exact mode; otherwise checked at each sampling
-    /// decision, so it may miss up to about one sampling interval of growth per thread.
-    pub peak_live_bytes: u64,
-    /// Bytes allocated in all (a `realloc` counts as a new allocation of its new size).
-    pub alloc_bytes: u64,
-    /// Allocations made in all.
-    pub allocs: u64,
-    /// Allocations freed.
-    pub frees: u64,
 }
 
 /// Sums every shard. Threads keep running meanwhile, so figures read at different instants

@@ -12,16 +12,16 @@
 //! Go's `gc=1` and `debug=0` parameters are accepted (and change nothing); any other
 //! parameter, a bad value, another path or method gets a 4xx answer with a one-line reason.
 //!
-//! The server is a few threads of the tracker's own: one accepts, one per connection (at
-//! most [`MAX_CONNECTIONS`] at once, then `503`) answers one request and closes. They run
-//! under the reentrancy guard from their first instruction to their end, so nothing they
-//! allocate is counted as the program's memory (it shows in `tracker.bytes`), they never
-//! panic out, and a failure (address in use, a client that hangs up) is one line on stderr
-//! or nothing: the program goes on.
+//! The server is a few threads of the tracker's own (see `threads`: signals blocked, tracker
+//! code from start to end, so nothing they allocate counts as the program's memory): one
+//! accepts, one per connection (at most [`MAX_CONNECTIONS`] at once, then `503`) answers
+//! one request and closes. A failure (address in use, a client that hangs up) is one line
+//! on stderr or nothing: the program goes on.
 
-use crate::export::pprof::{PprofOptions, SampleType};
-use crate::process::{TRACKER_FDS, TRACKER_THREADS};
-use crate::{output, reentrancy};
+use crate::export::pprof::PprofOptions;
+use crate::process::TRACKER_FDS;
+use crate::threads::spawn;
+use crate::{clock, output, process, snapshot};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,41 +78,6 @@ pub(crate) fn start_from_env(address: SocketAddr) {
             "cannot start the ALLOC_TRACKER_HTTP server thread: {e}"
         ));
     }
-}
-
-type Body = Box<dyn FnOnce() + Send>;
-
-/// Runs `body` on a new detached thread that is tracker code from start to end.
-///
-/// A raw `pthread_create`, not `std::thread::spawn`: this may run inside the allocator at
-/// start-up, where std's thread machinery must not be entered.
-fn spawn(body: Body) -> io::Result<()> {
-    let raw = Box::into_raw(Box::new(body));
-    let mut thread: libc::pthread_t = 0;
-    // SAFETY: `tracker_thread` has the start-routine signature and takes ownership of
-    // `raw` (a leaked `Box<Body>`) as its argument; `thread` is writable.
-    let rc =
-        unsafe { libc::pthread_create(&mut thread, std::ptr::null(), tracker_thread, raw.cast()) };
-    if rc != 0 {
-        // SAFETY: no thread was created, so `raw` is still ours alone.
-        drop(unsafe { Box::from_raw(raw) });
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    TRACKER_THREADS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: `thread` was just created and is never joined.
-    unsafe { libc::pthread_detach(thread) };
-    Ok(())
-}
-
-extern "C" fn tracker_thread(arg: *mut libc::c_void) -> *mut libc::c_void {
-    // Everything this thread allocates is the tracker's, until its very end (thread-local
-    // destructors included): the guard is never released.
-    std::mem::forget(reentrancy::enter());
-    // SAFETY: `arg` is the `Box<Body>` that `spawn` leaked for this thread alone.
-    let body = unsafe { Box::from_raw(arg.cast::<Body>()) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-    TRACKER_THREADS.fetch_sub(1, Ordering::Relaxed);
-    std::ptr::null_mut()
 }
 
 fn accept_loop(listener: TcpListener) {
@@ -268,12 +233,12 @@ const INDEX: &str = "alloc-tracker live endpoints:\n\
 fn route(request: &Request) -> Response {
     match request.path.as_str() {
         "/debug/pprof/heap" => profile(request, None),
-        "/debug/pprof/allocs" => profile(request, Some(SampleType::AllocSpace)),
+        "/debug/pprof/allocs" => profile(request, Some("alloc_space")),
         "/debug/alloc-tracker/report.json" => {
             if let Some((key, _)) = request.query.first() {
                 return Response::text(400, &format!("unknown parameter {key:?}\n"));
             }
-            let report = crate::build_report();
+            let report = snapshot::take();
             let mut response =
                 Response::new(200, "application/json", report.to_json().into_bytes());
             response
@@ -290,7 +255,7 @@ fn route(request: &Request) -> Response {
 }
 
 /// A pprof profile of the heap now, or of its change over `?seconds=N`.
-fn profile(request: &Request, default_sample_type: Option<SampleType>) -> Response {
+fn profile(request: &Request, default_sample_type: Option<&'static str>) -> Response {
     let mut seconds = None;
     for (key, value) in &request.query {
         match key.as_str() {
@@ -315,17 +280,22 @@ fn profile(request: &Request, default_sample_type: Option<SampleType>) -> Respon
             _ => return Response::text(400, &format!("unknown parameter {key:?}={value:?}\n")),
         }
     }
-    let mut options = PprofOptions::for_this_process();
-    options.default_sample_type = default_sample_type;
+    let context = process::render_context();
+    let mut options = PprofOptions {
+        mappings: context.mappings,
+        default_sample_type,
+        time_nanos: context.time_nanos,
+        ..PprofOptions::default()
+    };
     let body = match seconds {
-        None => crate::build_report().to_pprof_gz_with(&options),
+        None => snapshot::take().to_pprof_gz_with(&options),
         Some(n) => {
-            let base = crate::build_report();
+            let base = snapshot::take();
             std::thread::sleep(Duration::from_secs(n));
-            let now = crate::build_report();
-            options.time_nanos = crate::export::pprof::unix_nanos_now();
+            let now = snapshot::take();
+            options.time_nanos = clock::unix_nanos_now();
             options.duration_nanos = i64::try_from(n).unwrap_or(0) * 1_000_000_000;
-            now.to_pprof_delta_gz(&base, &options)
+            now.to_pprof_delta_gz_with(&base, &options)
         }
     };
     let mut response = Response::new(200, "application/octet-stream", body);

@@ -45,17 +45,17 @@
 //!
 //! The same report opens in `go tool pprof`, Pyroscope and Parca ([`Report::to_pprof_gz`]),
 //! as a flamegraph ([`Report::to_folded`], and `to_flamegraph_svg` with the `svg` feature),
-//! and in DHAT's viewer ([`Report::to_dhat_json`]). The `alloc-tracker` binary ranks a JSON
-//! report (`top`), compares two (`diff`) and converts one (`convert`).
+//! and in DHAT's viewer ([`Report::to_dhat_json`]); [`Report::render`] takes any
+//! [`Format`]. The `alloc-tracker` command (its own package, `cli/` in this repository:
+//! `cargo install --path cli`) ranks a JSON report (`top`), compares two (`diff`) and
+//! converts one (`convert`).
 //!
 //! | cargo feature | default | adds |
 //! |---|---|---|
-//! | `cli` | on | the `alloc-tracker` binary (depends on `clap`) |
-//! | `svg` | on | SVG flamegraphs (depends on `inferno`) |
+//! | `svg` | off | SVG flamegraphs (depends on `inferno`, licensed CDDL-1.0) |
 //! | `http` | off | the live `/debug/pprof/heap` endpoint (no dependency) |
 //!
-//! A program that only wants the allocator can turn the defaults off
-//! (`default-features = false`).
+//! The default build holds what an allocator needs and nothing more.
 //!
 //! ## When the report is written
 //!
@@ -70,39 +70,53 @@
 //! sharded locks, and never recurses: the tracker's own allocations bypass it (and are
 //! reported as `tracker.bytes`, not as the program's memory).
 
+#![warn(missing_docs)]
+
 mod alloc;
 mod capture;
 mod checkpoints;
 mod clock;
 mod config;
 mod counters;
-pub mod export;
+mod export;
 mod filter;
 #[cfg(feature = "http")]
 mod http;
 mod lifecycle;
+mod origin;
 mod output;
 mod process;
 mod reentrancy;
 mod report;
-pub mod sampler;
+mod sampler;
 mod samples;
+mod snapshot;
 mod spin;
 mod stacks;
 mod symbolize;
+mod threads;
 mod tracker_memory;
-pub mod trend;
+mod trend;
+pub mod units;
 
 pub use crate::alloc::Tracker;
 pub use crate::config::{Unwind, DEFAULT_SAMPLE_RATE};
-pub use crate::counters::Stats;
 pub use crate::export::json::ReadError;
+pub use crate::export::{Format, UnknownFormat};
 #[cfg(feature = "http")]
 pub use crate::http::{serve, MAX_CONNECTIONS};
-pub use crate::process::ProcessGauges;
-pub use crate::report::{Figures, Report, Site, Stack, TrackerFigures, FORMAT, VERSION};
-pub use crate::symbolize::Location;
-pub use crate::trend::{Age, Severity, Suspect, Trend};
+pub use crate::report::{
+    Age, Figures, Location, ProcessGauges, Report, Severity, Site, Stack, Stats, Suspect,
+    TrackerFigures, Trend, FORMAT, VERSION,
+};
+pub use crate::trend::MIN_SUSPECT_BYTES;
+
+/// Internals for the project's own benchmarks. **Not part of the API**: hidden from the
+/// docs, and free to change in any release.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::sampler::{restart_countdown, sample_probability};
+}
 
 /// The exact totals so far: live bytes and allocations, peak, bytes and allocations made,
 /// frees. Cheap (a sum over per-thread counters); allocates nothing.
@@ -127,7 +141,7 @@ pub fn set_sample_rate(bytes: u64) {
 
 /// The sampling rate in force (mean bytes between samples).
 pub fn sample_rate() -> u64 {
-    alloc::rate_in_use()
+    sampler::rate_in_use()
 }
 
 /// Sets the unwinder of every tracker, overriding code and `ALLOC_TRACKER_UNWIND`.
@@ -142,14 +156,14 @@ pub fn set_unwind(unwind: Unwind) {
 /// reuse what they resolved. The returned value is the caller's memory (it is counted as
 /// the program's, at the caller's line).
 pub fn report() -> Report {
-    let internal = reentrancy::untracked(build_report);
+    let internal = reentrancy::untracked(snapshot::take);
     let report = internal.clone();
     reentrancy::untracked(move || drop(internal));
     report
 }
 
 /// Records each site's live bytes now, as one point of the trends that tell leaks from
-/// caches (see [`trend`]). `ALLOC_TRACKER_INTERVAL` takes checkpoints on a timer; call this
+/// caches. `ALLOC_TRACKER_INTERVAL` takes checkpoints on a timer; call this
 /// where the program has natural phases (after each batch, request, or test step).
 pub fn checkpoint() {
     checkpoints::take();
@@ -160,37 +174,4 @@ pub fn checkpoint() {
 /// report is still written at exit.
 pub fn write_report() {
     lifecycle::write_report_now();
-}
-
-/// Builds a report from the tables. Must run as tracker code.
-pub(crate) fn build_report() -> Report {
-    // The tracker's own memory, without the report being built: its tables now, plus what
-    // symbolizing this report adds to the symbol caches once its debug info is released.
-    let tables_and_symbols = tracker_memory::live_bytes();
-    let symbols_before = symbolize::symbol_bytes();
-    let totals = counters::totals();
-    let tracker = TrackerFigures {
-        bytes: 0,
-        symbol_bytes: 0,
-        stacks: stacks::count() as u64,
-        dropped_samples: samples::dropped(),
-        pooled_samples: stacks::pooled_samples(),
-        unwinder: alloc::unwinder_in_use().to_string(),
-    };
-    let mut report = report::build(report::Inputs {
-        sample_rate: alloc::rate_in_use(),
-        now_ns: clock::since_start_ns(),
-        totals,
-        process: process::read(),
-        tracker,
-        stacks: stacks::snapshot(),
-        births: samples::births_by_stack(),
-        checkpoints: checkpoints::all(),
-        depth: config::depth(),
-    });
-    symbolize::release_debug_info();
-    let symbols_added = symbolize::symbol_bytes().saturating_sub(symbols_before);
-    report.tracker.bytes = tables_and_symbols + symbols_added;
-    report.tracker.symbol_bytes = symbolize::symbol_bytes().min(report.tracker.bytes);
-    report
 }

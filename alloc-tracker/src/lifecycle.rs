@@ -18,8 +18,8 @@
 //! child do not overwrite each other; a child's SIGINT/SIGTERM take their default action.
 
 use crate::config::{self, Destination};
-use crate::process::{TRACKER_FDS, TRACKER_THREADS};
-use crate::{checkpoints, output, reentrancy, samples, stacks, symbolize};
+use crate::process::{self, TRACKER_FDS, TRACKER_THREADS};
+use crate::{checkpoints, output, reentrancy, samples, snapshot, stacks, symbolize, threads};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
@@ -100,17 +100,16 @@ pub(crate) fn write_report_now() {
     if destinations.is_empty() {
         return;
     }
-    let report = crate::build_report();
+    let report = snapshot::take();
+    let context = process::render_context();
     for destination in destinations {
         match destination {
             Destination::Stderr => {
                 output::write_fd(libc::STDERR_FILENO, report.to_text().as_bytes())
             }
-            file => {
-                let Some((path, bytes)) = crate::export::render_for_file(&report, &file) else {
-                    continue;
-                };
-                let path = per_process_path(path);
+            Destination::File { path, format } => {
+                let bytes = report.render_with(format, &context);
+                let path = per_process_path(&path);
                 if let Err(e) = std::fs::write(&path, bytes) {
                     output::warn(&format!(
                         "could not write the report to {}: {e}",
@@ -157,18 +156,8 @@ fn install_signal_handlers() {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return;
     }
-    let mut thread: libc::pthread_t = 0;
-    // SAFETY: `watch_signals` has the start-routine signature and takes the read end as an
-    // integer in pointer form; `thread` is writable.
-    let spawned = unsafe {
-        libc::pthread_create(
-            &mut thread,
-            std::ptr::null(),
-            watch_signals,
-            fds[0] as usize as *mut libc::c_void,
-        ) == 0
-    };
-    if !spawned {
+    let read_fd = fds[0];
+    if threads::spawn(Box::new(move || watch_signals(read_fd))).is_err() {
         // SAFETY: both descriptors were just opened by pipe2 and are ours.
         unsafe {
             libc::close(fds[0]);
@@ -176,9 +165,6 @@ fn install_signal_handlers() {
         }
         return;
     }
-    // SAFETY: `thread` was just created and is never joined.
-    unsafe { libc::pthread_detach(thread) };
-    TRACKER_THREADS.fetch_add(1, Ordering::Relaxed);
     TRACKER_FDS.fetch_add(2, Ordering::Relaxed);
     WATCHER_FD.store(fds[1], Ordering::Release);
     for signal in REPORT_SIGNALS {
@@ -213,18 +199,24 @@ extern "C" fn on_signal(signal: libc::c_int) {
     unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
 }
 
-/// Ends the process by `signal` with its default action.
+/// Ends the process by `signal` with its default action. The calling thread may be a
+/// tracker thread, which blocks every signal: it unblocks this one first, so that the
+/// raised signal is delivered to it, at once.
 fn die_by(signal: libc::c_int) {
-    // SAFETY: signal and raise are async-signal-safe and have no memory preconditions.
+    // SAFETY: sigemptyset/sigaddset write a local set; pthread_sigmask, signal and raise are
+    // async-signal-safe and have no memory preconditions.
     unsafe {
         libc::signal(signal, libc::SIG_DFL);
+        let mut only: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut only);
+        libc::sigaddset(&mut only, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &only, std::ptr::null_mut());
         libc::raise(signal);
     }
 }
 
 /// The watcher thread: waits for a signal byte, writes the report, re-raises the signal.
-extern "C" fn watch_signals(read_fd: *mut libc::c_void) -> *mut libc::c_void {
-    let fd = read_fd as usize as libc::c_int;
+fn watch_signals(fd: libc::c_int) {
     loop {
         let mut byte = 0u8;
         // SAFETY: reads at most one byte into a live local from a pipe we own.
@@ -235,7 +227,7 @@ extern "C" fn watch_signals(read_fd: *mut libc::c_void) -> *mut libc::c_void {
         } else if n == 0
             || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
         {
-            return std::ptr::null_mut();
+            return;
         }
     }
 }

@@ -1,22 +1,19 @@
-//! The report model: one snapshot of exact totals, per-site estimates and process gauges,
-//! rendered by [`crate::export`] as text, JSON and other formats.
+//! The report model: plain data, one snapshot of exact totals, per-site estimates, process
+//! gauges and trends. Built from the live tables by `snapshot`, rendered by `export`, read
+//! back from JSON by `export::json`; it depends on nothing else in the crate.
+//!
+//! Serialized, these types are the stable JSON report (version 1): fields may be added,
+//! never renamed, so every struct is `#[non_exhaustive]` — build one with `Default` and
+//! set its fields, or read one with [`Report::from_json`].
 
-use crate::checkpoints::Checkpoint;
-use crate::counters::Stats;
-use crate::process::ProcessGauges;
-use crate::samples::Births;
-use crate::stacks::{StackId, StackSnapshot, StackStats, OTHER_STACKS};
-use crate::symbolize::{self, Location};
-use crate::trend::{self, Age, Candidate, Point, Suspect, Trend};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// The `format` field of every report.
 pub const FORMAT: &str = "alloc-tracker";
 /// The report version this build writes (and the newest it reads).
 pub const VERSION: u32 = 1;
 /// The site name under which stacks beyond the stack-table cap are pooled.
-pub const OTHER_STACKS_SITE: &str = "[other stacks]";
+pub(crate) const OTHER_STACKS_SITE: &str = "[other stacks]";
 
 /// A heap profile: what is live, where it was allocated, and what the process looks like.
 ///
@@ -24,6 +21,7 @@ pub const OTHER_STACKS_SITE: &str = "[other stacks]";
 /// renamed. `totals` are exact; per-site figures are estimates from samples (exact when
 /// `sample_rate` is 1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Always `"alloc-tracker"`.
     pub format: String,
@@ -41,13 +39,14 @@ pub struct Report {
     pub tracker: TrackerFigures,
     /// Allocation sites, most live bytes first.
     pub sites: Vec<Site>,
-    /// Likely leaks, most serious first (see [`crate::trend`] for the rule).
+    /// Likely leaks, most serious first (the rule is in the crate docs, "Telling a leak from a cache").
     #[serde(default)]
     pub suspects: Vec<Suspect>,
 }
 
 /// What the tracker itself costs, and what it could not keep.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TrackerFigures {
     /// Heap bytes the tracker holds (tables, symbols), not counted in `totals`.
     pub bytes: u64,
@@ -71,6 +70,7 @@ pub struct TrackerFigures {
 
 /// Estimated figures for a site or a stack (Horvitz–Thompson sums over its samples).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Figures {
     /// Bytes allocated here and still live.
     pub live_bytes: u64,
@@ -88,35 +88,6 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn from_stats(stats: &StackStats) -> Self {
-        let round = |x: f64| x.max(0.0).round() as u64;
-        // Bytes as the rounded count times the mean size, so that `bytes / objects` is the
-        // stack's mean allocation size to within a byte whatever the count (pprof's `bytes`
-        // label): rounding both estimates apart made a fixed 5000-byte stack read 5001 in
-        // one report and 5000 in the next, and `pprof -base` kept both.
-        let bytes_of = |count: u64, bytes: f64, objects: f64| {
-            if objects > 0.0 {
-                round(count as f64 * (bytes / objects))
-            } else {
-                round(bytes)
-            }
-        };
-        let allocs = round(stats.allocs);
-        let alloc_bytes = bytes_of(allocs, stats.alloc_bytes, stats.allocs);
-        // Live never exceeds allocated, nor peak live, after rounding either.
-        let live_allocs = round(stats.live_allocs).min(allocs);
-        let live_bytes =
-            bytes_of(live_allocs, stats.live_bytes, stats.live_allocs).min(alloc_bytes);
-        Self {
-            live_bytes,
-            live_allocs,
-            peak_live_bytes: round(stats.peak_live_bytes).max(live_bytes),
-            alloc_bytes,
-            allocs,
-            live_samples: stats.live_samples,
-        }
-    }
-
     /// Adds `other`'s figures to these (saturating: a damaged report read back from disk
     /// may hold any numbers).
     pub fn add(&mut self, other: &Figures) {
@@ -131,7 +102,8 @@ impl Figures {
 
 /// One allocation site: the line of the program that allocated, with every stack that
 /// reached it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Site {
     /// The site's figures (sums over its stacks).
     #[serde(flatten)]
@@ -153,13 +125,31 @@ pub struct Site {
 }
 
 /// One distinct stack and its figures.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stack {
     /// This stack's figures.
     #[serde(flatten)]
     pub figures: Figures,
     /// Innermost frame first.
     pub frames: Vec<Location>,
+}
+
+impl Default for Report {
+    /// An empty report of this format and version.
+    fn default() -> Self {
+        Self {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            sample_rate: 0,
+            uptime_ms: 0,
+            totals: Stats::default(),
+            process: ProcessGauges::default(),
+            tracker: TrackerFigures::default(),
+            sites: Vec::new(),
+            suspects: Vec::new(),
+        }
+    }
 }
 
 impl Report {
@@ -176,221 +166,148 @@ impl Report {
     }
 }
 
-/// What a report is built from: the tables, copied out under their locks.
-pub(crate) struct Inputs {
-    pub(crate) sample_rate: u64,
-    pub(crate) now_ns: u64,
-    pub(crate) totals: Stats,
-    pub(crate) process: ProcessGauges,
-    pub(crate) tracker: TrackerFigures,
-    pub(crate) stacks: Vec<StackSnapshot>,
-    pub(crate) births: HashMap<StackId, Births>,
-    pub(crate) checkpoints: Vec<Checkpoint>,
-    /// Return addresses of the program kept per stack.
-    pub(crate) depth: usize,
+/// Exact totals over the whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes allocated and not yet freed.
+    pub live_bytes: u64,
+    /// Allocations not yet freed.
+    pub live_allocs: u64,
+    /// The most bytes live at once: exact in exact mode; otherwise checked at each sampling
+    /// decision, so it may miss up to about one sampling interval of growth per thread.
+    pub peak_live_bytes: u64,
+    /// Bytes allocated in all (a `realloc` counts as a new allocation of its new size).
+    pub alloc_bytes: u64,
+    /// Allocations made in all.
+    pub allocs: u64,
+    /// Allocations freed.
+    pub frees: u64,
 }
 
-/// Builds a report. Runs as tracker code (under the reentrancy guard): symbolizes each new
-/// address once.
-pub(crate) fn build(inputs: Inputs) -> Report {
-    let Inputs {
-        sample_rate,
-        now_ns,
-        totals,
-        process,
-        tracker,
-        stacks,
-        births,
-        checkpoints,
-        depth,
-    } = inputs;
-    let mut by_site: HashMap<Location, Vec<(StackId, Stack)>> = HashMap::new();
-    for snapshot in stacks {
-        let figures = Figures::from_stats(&snapshot.stats);
-        let (site, frames) = if snapshot.id == OTHER_STACKS {
-            (Location::named(OTHER_STACKS_SITE), Vec::new())
-        } else {
-            symbolize_stack(&snapshot.frames, depth)
-        };
-        by_site
-            .entry(site)
-            .or_default()
-            .push((snapshot.id, Stack { figures, frames }));
-    }
-    let mut sites: Vec<Site> = by_site
-        .into_iter()
-        .map(|(site, stacks)| {
-            let ids: Vec<StackId> = stacks.iter().map(|(id, _)| *id).collect();
-            let mut stacks: Vec<Stack> = stacks.into_iter().map(|(_, stack)| stack).collect();
-            stacks.sort_by(|a, b| {
-                (b.figures.live_bytes, b.figures.alloc_bytes)
-                    .cmp(&(a.figures.live_bytes, a.figures.alloc_bytes))
-            });
-            let mut figures = Figures::default();
-            for stack in &stacks {
-                figures.add(&stack.figures);
-            }
-            Site {
-                figures,
-                site,
-                frames: stacks.first().map(|s| s.frames.clone()).unwrap_or_default(),
-                stacks,
-                trend: site_trend(&ids, &checkpoints, now_ns, figures.live_bytes),
-                age: site_age(&ids, &births, now_ns),
-            }
-        })
-        .collect();
-    sites.sort_by(|a, b| {
-        (b.figures.live_bytes, b.figures.alloc_bytes)
-            .cmp(&(a.figures.live_bytes, a.figures.alloc_bytes))
-            .then(a.site.cmp(&b.site))
-    });
-    let uptime_s = now_ns as f64 / 1e9;
-    let mut suspects: Vec<Suspect> = sites
-        .iter()
-        .filter(|site| site.site.function != OTHER_STACKS_SITE)
-        .filter_map(|site| {
-            let candidate = Candidate {
-                site: &site.site,
-                live_bytes: site.figures.live_bytes,
-                trend: site.trend.as_ref(),
-                age: site.age.as_ref(),
-                live_samples: site.figures.live_samples,
-            };
-            trend::judge(&candidate, totals.live_bytes, uptime_s)
-        })
-        .collect();
-    trend::rank(&mut suspects);
-    Report {
-        format: FORMAT.to_string(),
-        version: VERSION,
-        sample_rate,
-        uptime_ms: now_ns / 1_000_000,
-        totals,
-        process,
-        tracker,
-        sites,
-        suspects,
-    }
+/// A source location: a function and, where debug info tells, its file and line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Location {
+    /// The demangled function name, without the trailing hash.
+    pub function: String,
+    /// The source file, as the compiler recorded it (relative to the workspace for the
+    /// program's own crates).
+    pub file: Option<String>,
+    /// The line in `file`.
+    pub line: Option<u32>,
+    /// The return address this frame was resolved from (frames inlined at one call share
+    /// it, innermost first). Absent for sites, which name a line, not an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<u64>,
 }
 
-/// A site's live bytes at each checkpoint and now, as a trend (`None` without checkpoints).
-fn site_trend(
-    ids: &[StackId],
-    checkpoints: &[Checkpoint],
-    now_ns: u64,
-    live_now: u64,
-) -> Option<Trend> {
-    if checkpoints.is_empty() {
-        return None;
-    }
-    let mut series: Vec<Point> = checkpoints
-        .iter()
-        .map(|checkpoint| Point {
-            at_s: checkpoint.at_ns as f64 / 1e9,
-            live_bytes: ids.iter().map(|&id| checkpoint.live_bytes(id)).sum(),
-        })
-        .collect();
-    // The report's own moment is the latest point, unless a checkpoint was just taken.
-    if checkpoints
-        .last()
-        .is_some_and(|c| now_ns > c.at_ns + 1_000_000)
-    {
-        series.push(Point {
-            at_s: now_ns as f64 / 1e9,
-            live_bytes: live_now as f64,
-        });
-    }
-    trend::trend(&series)
-}
-
-/// The ages of a site's live samples (`None` when none is live).
-fn site_age(ids: &[StackId], births: &HashMap<StackId, Births>, now_ns: u64) -> Option<Age> {
-    let mut earliest = u64::MAX;
-    let mut latest = 0;
-    let mut reservoir: Vec<u64> = Vec::new();
-    for births in ids.iter().filter_map(|id| births.get(id)) {
-        earliest = earliest.min(births.earliest_ns);
-        latest = latest.max(births.latest_ns);
-        reservoir.extend_from_slice(&births.reservoir);
-    }
-    if reservoir.is_empty() {
-        return None;
-    }
-    reservoir.sort_unstable();
-    let median = reservoir[reservoir.len() / 2];
-    let age = |born: u64| now_ns.saturating_sub(born) as f64 / 1e9;
-    Some(Age {
-        oldest_s: age(earliest),
-        median_s: age(median),
-        youngest_s: age(latest),
-    })
-}
-
-/// Symbolizes a stack: its site and its frames without the tracker's.
-/// Keeps at most `depth` return addresses of the program (the tracker's frames, captured on
-/// top of them, are dropped first).
-fn symbolize_stack(addresses: &[usize], depth: usize) -> (Location, Vec<Location>) {
-    let frames: Vec<symbolize::Frame> = addresses
-        .iter()
-        .flat_map(|&address| symbolize::resolve(address).to_vec())
-        .collect();
-    let kept = symbolize::trim_tracker_frames(&frames);
-    let mut seen = 0;
-    let mut previous = None;
-    let end = kept
-        .iter()
-        .position(|frame| {
-            if frame.location.address != previous {
-                previous = frame.location.address;
-                seen += 1;
-            }
-            seen > depth
-        })
-        .unwrap_or(kept.len());
-    let kept = &kept[..end];
-    let site = symbolize::pick_site(kept)
-        .map(|frame| Location {
+impl Location {
+    /// A location with a function name only.
+    pub fn named(function: &str) -> Self {
+        Self {
+            function: function.to_string(),
+            file: None,
+            line: None,
             address: None,
-            ..frame.location.clone()
-        })
-        .unwrap_or_else(|| Location::named("[unknown]"));
-    (site, kept.iter().map(|f| f.location.clone()).collect())
+        }
+    }
+
+    /// `file:line`, or the function name where there is no file.
+    pub fn file_line(&self) -> String {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => format!("{file}:{line}"),
+            (Some(file), None) => file.clone(),
+            _ => self.function.clone(),
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Process-wide gauges at the moment of the report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProcessGauges {
+    /// Threads of the program (the tracker's own excluded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
+    /// Open file descriptors of the program (the tracker's own excluded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_fds: Option<u64>,
+    /// Resident set size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+}
 
-    #[test]
-    fn allocated_bytes_over_allocations_is_the_mean_size() {
-        for allocs in [1.0, 2.6, 2738.6, 2739.4, 1e9 + 0.5] {
-            let stats = StackStats {
-                allocs,
-                alloc_bytes: allocs * 5000.0,
-                ..StackStats::default()
-            };
-            let figures = Figures::from_stats(&stats);
-            let mean = figures.alloc_bytes as f64 / figures.allocs as f64;
-            assert!((mean - 5000.0).abs() < 0.5, "{allocs}: {figures:?}");
-            // Some of them still live: the same holds, and live stays within allocated.
-            let live = allocs * 0.8;
-            let figures = Figures::from_stats(&StackStats {
-                live_allocs: live,
-                live_bytes: live * 5000.0,
-                peak_live_bytes: live * 5000.0,
-                ..stats
-            });
-            let mean = figures.live_bytes as f64 / figures.live_allocs as f64;
-            assert!((mean - 5000.0).abs() < 0.5, "{allocs}: {figures:?}");
-            assert!(figures.live_bytes <= figures.alloc_bytes, "{figures:?}");
-            assert!(figures.live_bytes <= figures.peak_live_bytes, "{figures:?}");
+/// How a site's live bytes moved across the checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Trend {
+    /// Checkpoints the trend is computed from (the report's own moment included).
+    pub points: usize,
+    /// Seconds between the first and the last point.
+    pub span_s: f64,
+    /// Live bytes at the first point.
+    pub first_bytes: u64,
+    /// Least-squares growth rate, bytes per second.
+    pub bytes_per_s: f64,
+    /// That rate as a share of the site's current live bytes per hour.
+    pub percent_per_hour: f64,
+    /// Whether live bytes never fell across the recent points and rose overall.
+    pub monotonic: bool,
+    /// R² of the straight-line fit (1 = a perfect line).
+    pub fit: f64,
+}
+
+/// The ages of a site's live samples, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Age {
+    /// The oldest live sample's age.
+    pub oldest_s: f64,
+    /// The median age (of a bounded uniform draw of the live samples: 256 per stack).
+    pub median_s: f64,
+    /// The youngest live sample's age.
+    pub youngest_s: f64,
+}
+
+/// How serious a suspect is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Severity {
+    /// Grows steadily (or has accumulated since start), by the 10%-per-hour rule.
+    #[default]
+    Warning,
+    /// Doubled over the observed window.
+    Critical,
+}
+
+impl Severity {
+    /// How the text report and the command-line tool write it: `CRITICAL`, `warning`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "CRITICAL",
         }
-        let exact = Figures::from_stats(&StackStats {
-            allocs: 3.0,
-            alloc_bytes: 14_999.0,
-            ..StackStats::default()
-        });
-        assert_eq!((exact.allocs, exact.alloc_bytes), (3, 14_999));
     }
+}
+
+/// A site the rule above flags as a likely leak.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Suspect {
+    /// The site, as in `sites`.
+    pub site: Location,
+    /// How serious.
+    pub severity: Severity,
+    /// Its live bytes now.
+    pub live_bytes: u64,
+    /// Its growth, where checkpoints measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
+    /// The ages of its live samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<Age>,
+    /// The evidence, in words.
+    pub evidence: String,
 }

@@ -35,7 +35,7 @@ pub fn sample_probability(size: usize, rate: u64) -> f64 {
 
 /// How many allocations one sample of `size` bytes stands for at mean interval `rate`
 /// (`1/p(s)`); the bytes it stands for are `size` times this.
-pub fn sample_weight(size: usize, rate: u64) -> f64 {
+pub(crate) fn sample_weight(size: usize, rate: u64) -> f64 {
     let p = sample_probability(size, rate);
     if p > 0.0 {
         1.0 / p
@@ -46,7 +46,7 @@ pub fn sample_weight(size: usize, rate: u64) -> f64 {
 
 /// A seeded source of exponential gaps (xorshift64*, enough for sampling decisions).
 #[derive(Clone, Debug)]
-pub struct GapSource {
+pub(crate) struct GapSource {
     state: u64,
 }
 
@@ -74,7 +74,7 @@ impl GapSource {
     /// The bytes until the next mark at mean interval `rate`: exponential with mean `rate`
     /// (at least 1, saturating at `i64::MAX`); always 1 in exact mode; never (`i64::MAX`)
     /// when sampling is off.
-    pub fn next_gap(&mut self, rate: u64) -> i64 {
+    pub(crate) fn next_gap(&mut self, rate: u64) -> i64 {
         match rate {
             0 => i64::MAX,
             1 => 1,
@@ -90,21 +90,22 @@ impl GapSource {
 /// A thread's sampling state, stepped by [`Countdown::decide`]: the pure logic behind the
 /// thread-local countdown, testable with a fixed seed.
 #[derive(Clone, Debug)]
-pub struct Countdown {
+pub(crate) struct Countdown {
     /// Bytes left before the next mark, or before the horizon.
-    pub left: i64,
+    left: i64,
     /// The rate `left` was drawn with, or `None` before the first draw.
-    pub rate: Option<u64>,
+    rate: Option<u64>,
     /// Whether `left` ends at a horizon (the gap drawn was longer than a MiB) rather than
     /// at a mark.
-    pub horizon: bool,
+    horizon: bool,
     /// The gap source.
-    pub gaps: GapSource,
+    gaps: GapSource,
 }
 
 impl Countdown {
     /// A countdown that draws its first gap on the first allocation.
-    pub const fn new(seed: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) const fn new(seed: u64) -> Self {
         Self {
             left: 0,
             rate: None,
@@ -114,8 +115,10 @@ impl Countdown {
     }
 
     /// Takes an allocation of `size` bytes at the rate now in force; returns the sample's
-    /// weight (allocations it stands for) if it is sampled.
-    pub fn decide(&mut self, size: usize, rate_now: u64) -> Option<f64> {
+    /// weight (allocations it stands for) if it is sampled. (The allocator runs the same
+    /// steps split across its fast and slow paths.)
+    #[cfg(test)]
+    pub(crate) fn decide(&mut self, size: usize, rate_now: u64) -> Option<f64> {
         self.left -= size as i64;
         if self.left > 0 {
             return None;
@@ -125,7 +128,7 @@ impl Countdown {
 
     /// The slow half of [`Countdown::decide`]: the countdown reached zero at an allocation of
     /// `size` bytes (already subtracted).
-    pub fn expired(&mut self, size: usize, rate_now: u64) -> Option<f64> {
+    pub(crate) fn expired(&mut self, size: usize, rate_now: u64) -> Option<f64> {
         let weight = match self.rate {
             // A mark drawn at `rate` fell in this allocation: sampled with that rate's weight.
             Some(rate) if rate != 0 && !self.horizon => Some(sample_weight(size, rate)),
@@ -147,6 +150,27 @@ impl Countdown {
         self.horizon = gap > HORIZON_BYTES;
         self.left = gap.min(HORIZON_BYTES);
         weight
+    }
+}
+
+/// The rate of the most recent sampling decision (`u64::MAX`: none yet), for the report.
+static RATE_IN_USE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Notes the rate a sampling decision used. Stores only on a change: in exact mode every
+/// allocation passes here, on every thread, and a store to a shared line each time would
+/// bounce it between cores.
+pub(crate) fn note_rate_in_use(rate: u64) {
+    if RATE_IN_USE.load(Ordering::Relaxed) != rate {
+        RATE_IN_USE.store(rate, Ordering::Relaxed);
+    }
+}
+
+/// The sampling rate in force, as the report states it: the rate of the latest sampling
+/// decision, or the configured one before any.
+pub(crate) fn rate_in_use() -> u64 {
+    match RATE_IN_USE.load(Ordering::Relaxed) {
+        u64::MAX => crate::config::effective_rate(None),
+        rate => rate,
     }
 }
 

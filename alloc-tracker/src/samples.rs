@@ -73,13 +73,16 @@ pub(crate) fn remove(ptr: usize) -> Option<Sample> {
     Some(sample)
 }
 
+/// Live samples per stack whose birth times are kept for the median age.
+pub(crate) const AGE_RESERVOIR: usize = 256;
+
 /// When each stack's live samples were born: the extremes, and a bounded reservoir of
 /// birth times for the median.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Births {
     pub(crate) earliest_ns: u64,
     pub(crate) latest_ns: u64,
-    /// Up to [`crate::trend::AGE_RESERVOIR`] birth times, a uniform draw of the live ones.
+    /// Up to [`AGE_RESERVOIR`] birth times, a uniform draw of the live ones.
     pub(crate) reservoir: Vec<u64>,
     seen: u64,
 }
@@ -93,7 +96,7 @@ impl Births {
         self.earliest_ns = self.earliest_ns.min(born_ns);
         self.latest_ns = self.latest_ns.max(born_ns);
         self.seen += 1;
-        if self.reservoir.len() < crate::trend::AGE_RESERVOIR {
+        if self.reservoir.len() < AGE_RESERVOIR {
             self.reservoir.push(born_ns);
         } else {
             // Reservoir sampling with a fixed hash of the count: deterministic, uniform enough.

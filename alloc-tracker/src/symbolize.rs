@@ -5,138 +5,18 @@
 //! call), innermost first. Each frame is classified by where its source lives, which is what
 //! picks a stack's *site*: the first frame of the program's own code.
 
+use crate::origin::{classify, Origin};
+use crate::report::Location;
 use crate::spin::SpinLock;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// A source location: a function and, where debug info tells, its file and line.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Location {
-    /// The demangled function name, without the trailing hash.
-    pub function: String,
-    /// The source file, as the compiler recorded it (relative to the workspace for the
-    /// program's own crates).
-    pub file: Option<String>,
-    /// The line in `file`.
-    pub line: Option<u32>,
-    /// The return address this frame was resolved from (frames inlined at one call share
-    /// it, innermost first). Absent for sites, which name a line, not an address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<u64>,
-}
-
-impl Location {
-    /// A location with a function name only.
-    pub fn named(function: &str) -> Self {
-        Self {
-            function: function.to_string(),
-            file: None,
-            line: None,
-            address: None,
-        }
-    }
-
-    /// `file:line`, or the function name where there is no file.
-    pub fn file_line(&self) -> String {
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => format!("{file}:{line}"),
-            (Some(file), None) => file.clone(),
-            _ => self.function.clone(),
-        }
-    }
-}
-
-/// Whose code a frame is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// The program being profiled: where sites are found.
-    Program,
-    /// `std`, `alloc`, `core` and the crates they are built from (`/rustc/…`, `/rust/deps/…`),
-    /// and the C runtime (C sources, or glibc's `./csu/…`-style paths).
-    Std,
-    /// A dependency from the cargo registry or a git checkout.
-    Dependency,
-    /// This tracker (its own frames at the top of every stack, and the allocator shims).
-    Tracker,
-    /// No file known (no debug info).
-    Unknown,
-}
 
 /// One symbolized frame.
 #[derive(Clone, Debug)]
 pub(crate) struct Frame {
     pub(crate) location: Location,
     pub(crate) origin: Origin,
-}
-
-/// The tracker's own sources: frames from here are the tracker's.
-const TRACKER_SOURCES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
-
-/// Whether `file` is one of this crate's sources: under its manifest directory, or at a
-/// path such as `alloc-tracker/src/…` or `…/alloc-tracker-0.1.0/src/…` (workspace builds
-/// record relative paths; registry builds versioned ones).
-fn is_tracker_source(file: &str) -> bool {
-    if file.starts_with(TRACKER_SOURCES) {
-        return true;
-    }
-    let parts: Vec<&str> = file.split('/').collect();
-    parts.windows(2).any(|pair| {
-        (pair[0] == "alloc-tracker" || pair[0].starts_with("alloc-tracker-")) && pair[1] == "src"
-    })
-}
-
-/// Whether `function` is one of the allocator shims the compiler generates for
-/// `#[global_allocator]` (their debug info points at the program's `static`).
-fn is_allocator_shim(function: &str) -> bool {
-    let function = function.strip_prefix("__rustc::").unwrap_or(function);
-    [
-        "__rust_alloc",
-        "__rust_dealloc",
-        "__rust_realloc",
-        "__rg_",
-        "__rdl_",
-    ]
-    .iter()
-    .any(|prefix| function.starts_with(prefix))
-}
-
-/// Classifies a frame by its file, or by its name when there is no file.
-pub(crate) fn classify(function: &str, file: Option<&str>) -> Origin {
-    if is_allocator_shim(function) {
-        return Origin::Tracker;
-    }
-    match file {
-        Some(file) => {
-            let file = file.replace('\\', "/");
-            if is_tracker_source(&file) {
-                Origin::Tracker
-            } else if file.starts_with("/rustc/")
-                || file.contains("/rust/deps/")
-                || file.contains("/lib/rustlib/src/rust/")
-                || file.starts_with("./")
-                || [".c", ".h", ".S", ".s"]
-                    .iter()
-                    .any(|ext| file.ends_with(ext))
-            {
-                Origin::Std
-            } else if file.contains("/registry/src/")
-                || file.contains("/.cargo/git/checkouts/")
-                || file.contains("/cargo/git/checkouts/")
-            {
-                Origin::Dependency
-            } else {
-                Origin::Program
-            }
-        }
-        None if function.starts_with("alloc_tracker::")
-            || function.starts_with("<alloc_tracker::") =>
-        {
-            Origin::Tracker
-        }
-        None => Origin::Unknown,
-    }
 }
 
 static SYMBOL_BYTES: AtomicU64 = AtomicU64::new(0);
@@ -304,53 +184,6 @@ mod tests {
             },
             origin: classify(function, file),
         }
-    }
-
-    #[test]
-    fn classifies_by_source_path() {
-        assert_eq!(
-            classify("x", Some("/rustc/abc/library/alloc/src/vec/mod.rs")),
-            Origin::Std
-        );
-        assert_eq!(
-            classify("x", Some("/rust/deps/hashbrown-0.15.2/src/raw.rs")),
-            Origin::Std
-        );
-        assert_eq!(
-            classify(
-                "x",
-                Some("/home/u/.cargo/registry/src/index.crates.io-1/regex-1.0/src/lib.rs")
-            ),
-            Origin::Dependency
-        );
-        assert_eq!(classify("x", Some("demos/src/cache.rs")), Origin::Program);
-        assert_eq!(
-            classify("x", Some("./csu/../csu/libc-start.c")),
-            Origin::Std
-        );
-        assert_eq!(
-            classify(
-                "x",
-                Some(concat!(env!("CARGO_MANIFEST_DIR"), "/src/alloc.rs"))
-            ),
-            Origin::Tracker
-        );
-        assert_eq!(
-            classify("x", Some("alloc-tracker/src/alloc.rs")),
-            Origin::Tracker
-        );
-        assert_eq!(classify("__rust_alloc", None), Origin::Tracker);
-        assert_eq!(
-            classify("__rust_alloc", Some("src/main.rs")),
-            Origin::Tracker
-        );
-        assert_eq!(
-            classify("__rustc::__rust_realloc", Some("src/main.rs")),
-            Origin::Tracker
-        );
-        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/smoke.rs");
-        assert_eq!(classify("x", Some(example)), Origin::Program);
-        assert_eq!(classify("main", None), Origin::Unknown);
     }
 
     #[test]

@@ -27,50 +27,31 @@
 //!
 //! Suspects are ranked by severity, then by growth rate, then by live bytes.
 
-use crate::symbolize::Location;
-use serde::{Deserialize, Serialize};
+use crate::report::{Age, Location, Severity, Suspect, Trend};
+use crate::units::human_bytes;
 
 /// A site must hold at least this much to be a suspect.
 pub const MIN_SUSPECT_BYTES: u64 = 1 << 20;
 /// Checkpoints needed to judge growth.
-pub const MIN_POINTS: usize = 3;
+pub(crate) const MIN_POINTS: usize = 3;
 /// The least R² of a straight-line fit for growth to count as steady.
-pub const MIN_FIT: f64 = 0.8;
+pub(crate) const MIN_FIT: f64 = 0.8;
 /// Growth, in percent of the site's size per hour, from which it is a suspect.
-pub const WARN_PERCENT_PER_HOUR: f64 = 10.0;
+pub(crate) const WARN_PERCENT_PER_HOUR: f64 = 10.0;
 /// How many of the latest checkpoints must show no decrease.
-pub const RECENT_POINTS: usize = 8;
+pub(crate) const RECENT_POINTS: usize = 8;
 
 /// One point of a site's live bytes over time.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Point {
+pub(crate) struct Point {
     /// Seconds since the tracker started.
     pub at_s: f64,
     /// Live bytes then.
     pub live_bytes: f64,
 }
 
-/// How a site's live bytes moved across the checkpoints.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Trend {
-    /// Checkpoints the trend is computed from (the report's own moment included).
-    pub points: usize,
-    /// Seconds between the first and the last point.
-    pub span_s: f64,
-    /// Live bytes at the first point.
-    pub first_bytes: u64,
-    /// Least-squares growth rate, bytes per second.
-    pub bytes_per_s: f64,
-    /// That rate as a share of the site's current live bytes per hour.
-    pub percent_per_hour: f64,
-    /// Whether live bytes never fell across the recent points and rose overall.
-    pub monotonic: bool,
-    /// R² of the straight-line fit (1 = a perfect line).
-    pub fit: f64,
-}
-
 /// Computes the trend of a series (ordered by time); `None` with fewer than two points.
-pub fn trend(series: &[Point]) -> Option<Trend> {
+pub(crate) fn trend(series: &[Point]) -> Option<Trend> {
     let (first, last) = (series.first()?, series.last()?);
     if series.len() < 2 {
         return None;
@@ -113,51 +94,8 @@ pub fn trend(series: &[Point]) -> Option<Trend> {
     })
 }
 
-/// The ages of a site's live samples, in seconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Age {
-    /// The oldest live sample's age.
-    pub oldest_s: f64,
-    /// The median age (of up to [`AGE_RESERVOIR`] samples drawn from the live ones).
-    pub median_s: f64,
-    /// The youngest live sample's age.
-    pub youngest_s: f64,
-}
-
-/// Live samples per stack kept for the median age.
-pub const AGE_RESERVOIR: usize = 256;
-
-/// How serious a suspect is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Grows steadily (or has accumulated since start), by the 10%-per-hour rule.
-    Warning,
-    /// Doubled over the observed window.
-    Critical,
-}
-
-/// A site the rule above flags as a likely leak.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Suspect {
-    /// The site, as in `sites`.
-    pub site: Location,
-    /// How serious.
-    pub severity: Severity,
-    /// Its live bytes now.
-    pub live_bytes: u64,
-    /// Its growth, where checkpoints measured it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trend: Option<Trend>,
-    /// The ages of its live samples.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub age: Option<Age>,
-    /// The evidence, in words.
-    pub evidence: String,
-}
-
 /// What the rule needs to know about one site.
-pub struct Candidate<'a> {
+pub(crate) struct Candidate<'a> {
     /// The site.
     pub site: &'a Location,
     /// Its live bytes now.
@@ -171,7 +109,7 @@ pub struct Candidate<'a> {
 }
 
 /// Applies the rule (see the module notes) to one site.
-pub fn judge(candidate: &Candidate, heap_live_bytes: u64, uptime_s: f64) -> Option<Suspect> {
+pub(crate) fn judge(candidate: &Candidate, heap_live_bytes: u64, uptime_s: f64) -> Option<Suspect> {
     let floor = MIN_SUSPECT_BYTES.max(heap_live_bytes / 100);
     if candidate.live_bytes < floor {
         return None;
@@ -208,15 +146,15 @@ fn judge_growth(trend: &Trend, live_bytes: u64) -> Option<(Severity, String)> {
     };
     let words = format!(
         "grew monotonically {}/s over {} checkpoints ({:.0} s, fit R² {:.2}){}",
-        crate::export::text::human_bytes(trend.bytes_per_s.max(0.0) as u64),
+        human_bytes(trend.bytes_per_s.max(0.0) as u64),
         trend.points,
         trend.span_s,
         trend.fit,
         if doubled {
             format!(
                 ", from {} to {}",
-                crate::export::text::human_bytes(trend.first_bytes),
-                crate::export::text::human_bytes(live_bytes)
+                human_bytes(trend.first_bytes),
+                human_bytes(live_bytes)
             )
         } else {
             format!(", {:.0}% per hour", trend.percent_per_hour)
@@ -262,7 +200,7 @@ fn seconds(s: f64) -> String {
 }
 
 /// Ranks suspects: critical first, then faster growth, then more live bytes.
-pub fn rank(suspects: &mut [Suspect]) {
+pub(crate) fn rank(suspects: &mut [Suspect]) {
     let rate = |s: &Suspect| s.trend.as_ref().map_or(0.0, |t| t.bytes_per_s);
     suspects.sort_by(|a, b| {
         b.severity

@@ -17,7 +17,8 @@
 //! calls [`sampler::restart_countdown`] before it starts. Environment variables would
 //! override the configurations: run with no `ALLOC_TRACKER_*` set (`run.sh` unsets them).
 
-use alloc_tracker::{sampler, Tracker, Unwind};
+use alloc_tracker::internals as sampler;
+use alloc_tracker::{Tracker, Unwind};
 use alloc_tracker_benches::depth::nested;
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use std::alloc::{GlobalAlloc, Layout, System};

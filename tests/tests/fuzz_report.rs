@@ -10,14 +10,26 @@
 //!
 //! This binary does not install the tracker: the reader is plain code over a string.
 
-use alloc_tracker::trend::{Age, Severity, Suspect, Trend};
 use alloc_tracker::{
-    Figures, Location, ProcessGauges, Report, Site, Stack, Stats, TrackerFigures, FORMAT, VERSION,
+    Age, Figures, Location, ProcessGauges, Report, Severity, Site, Stack, Stats, Suspect,
+    TrackerFigures, Trend, FORMAT, VERSION,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use serde_json::Value;
 use tracker_tests::{env_or, run_checks};
+
+/// Builds one of the report's `#[non_exhaustive]` types field by field, as code outside the
+/// crate must: from its `Default`, then each field set.
+macro_rules! build {
+    ($ty:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let mut built = $ty::default();
+        $( built.$field = build!(@value $field $(: $value)?); )*
+        built
+    }};
+    (@value $field:ident) => { $field };
+    (@value $field:ident : $value:expr) => { $value };
+}
 
 /// Cases per property, from `PROPTEST_CASES`.
 fn cases() -> u32 {
@@ -100,23 +112,27 @@ fn location() -> impl Strategy<Value = Location> {
         proptest::option::of(any::<u32>()),
         proptest::option::of(any::<u64>()),
     )
-        .prop_map(|(function, file, line, address)| Location {
-            function,
-            file,
-            line,
-            address,
+        .prop_map(|(function, file, line, address)| {
+            build!(Location {
+                function,
+                file,
+                line,
+                address,
+            })
         })
 }
 
 fn figures() -> impl Strategy<Value = Figures> {
     (count(), count(), count(), count(), count(), count()).prop_map(
-        |(live_bytes, live_allocs, peak_live_bytes, alloc_bytes, allocs, live_samples)| Figures {
-            live_bytes,
-            live_allocs,
-            peak_live_bytes,
-            alloc_bytes,
-            allocs,
-            live_samples,
+        |(live_bytes, live_allocs, peak_live_bytes, alloc_bytes, allocs, live_samples)| {
+            build!(Figures {
+                live_bytes,
+                live_allocs,
+                peak_live_bytes,
+                alloc_bytes,
+                allocs,
+                live_samples,
+            })
         },
     )
 }
@@ -132,29 +148,33 @@ fn trend() -> impl Strategy<Value = Trend> {
         float(),
     )
         .prop_map(
-            |(points, span_s, first_bytes, bytes_per_s, percent_per_hour, monotonic, fit)| Trend {
-                points,
-                span_s,
-                first_bytes,
-                bytes_per_s,
-                percent_per_hour,
-                monotonic,
-                fit,
+            |(points, span_s, first_bytes, bytes_per_s, percent_per_hour, monotonic, fit)| {
+                build!(Trend {
+                    points,
+                    span_s,
+                    first_bytes,
+                    bytes_per_s,
+                    percent_per_hour,
+                    monotonic,
+                    fit,
+                })
             },
         )
 }
 
 fn age() -> impl Strategy<Value = Age> {
-    (float(), float(), float()).prop_map(|(oldest_s, median_s, youngest_s)| Age {
-        oldest_s,
-        median_s,
-        youngest_s,
+    (float(), float(), float()).prop_map(|(oldest_s, median_s, youngest_s)| {
+        build!(Age {
+            oldest_s,
+            median_s,
+            youngest_s,
+        })
     })
 }
 
 fn stack() -> impl Strategy<Value = Stack> {
     (figures(), prop::collection::vec(location(), 0..6))
-        .prop_map(|(figures, frames)| Stack { figures, frames })
+        .prop_map(|(figures, frames)| build!(Stack { figures, frames }))
 }
 
 fn site() -> impl Strategy<Value = Site> {
@@ -166,13 +186,15 @@ fn site() -> impl Strategy<Value = Site> {
         proptest::option::of(trend()),
         proptest::option::of(age()),
     )
-        .prop_map(|(figures, site, frames, stacks, trend, age)| Site {
-            figures,
-            site,
-            frames,
-            stacks,
-            trend,
-            age,
+        .prop_map(|(figures, site, frames, stacks, trend, age)| {
+            build!(Site {
+                figures,
+                site,
+                frames,
+                stacks,
+                trend,
+                age,
+            })
         })
 }
 
@@ -185,8 +207,8 @@ fn suspect() -> impl Strategy<Value = Suspect> {
         proptest::option::of(age()),
         text(),
     )
-        .prop_map(
-            |(site, critical, live_bytes, trend, age, evidence)| Suspect {
+        .prop_map(|(site, critical, live_bytes, trend, age, evidence)| {
+            build!(Suspect {
                 site,
                 severity: if critical {
                     Severity::Critical
@@ -197,19 +219,21 @@ fn suspect() -> impl Strategy<Value = Suspect> {
                 trend,
                 age,
                 evidence,
-            },
-        )
+            })
+        })
 }
 
 fn report() -> impl Strategy<Value = Report> {
     let totals = (count(), count(), count(), count(), count(), count()).prop_map(
-        |(live_bytes, live_allocs, peak_live_bytes, alloc_bytes, allocs, frees)| Stats {
-            live_bytes,
-            live_allocs,
-            peak_live_bytes,
-            alloc_bytes,
-            allocs,
-            frees,
+        |(live_bytes, live_allocs, peak_live_bytes, alloc_bytes, allocs, frees)| {
+            build!(Stats {
+                live_bytes,
+                live_allocs,
+                peak_live_bytes,
+                alloc_bytes,
+                allocs,
+                frees,
+            })
         },
     );
     let process = (
@@ -217,19 +241,23 @@ fn report() -> impl Strategy<Value = Report> {
         proptest::option::of(count()),
         proptest::option::of(count()),
     )
-        .prop_map(|(threads, open_fds, rss_bytes)| ProcessGauges {
-            threads,
-            open_fds,
-            rss_bytes,
+        .prop_map(|(threads, open_fds, rss_bytes)| {
+            build!(ProcessGauges {
+                threads,
+                open_fds,
+                rss_bytes,
+            })
         });
     let tracker = (count(), count(), count(), count(), count(), text()).prop_map(
-        |(bytes, symbol_bytes, stacks, dropped_samples, pooled_samples, unwinder)| TrackerFigures {
-            bytes,
-            symbol_bytes,
-            stacks,
-            dropped_samples,
-            pooled_samples,
-            unwinder,
+        |(bytes, symbol_bytes, stacks, dropped_samples, pooled_samples, unwinder)| {
+            build!(TrackerFigures {
+                bytes,
+                symbol_bytes,
+                stacks,
+                dropped_samples,
+                pooled_samples,
+                unwinder,
+            })
         },
     );
     (
@@ -243,16 +271,18 @@ fn report() -> impl Strategy<Value = Report> {
         prop::collection::vec(suspect(), 0..3),
     )
         .prop_map(
-            |(version, sample_rate, uptime_ms, totals, process, tracker, sites, suspects)| Report {
-                format: FORMAT.to_string(),
-                version,
-                sample_rate,
-                uptime_ms,
-                totals,
-                process,
-                tracker,
-                sites,
-                suspects,
+            |(version, sample_rate, uptime_ms, totals, process, tracker, sites, suspects)| {
+                build!(Report {
+                    format: FORMAT.to_string(),
+                    version,
+                    sample_rate,
+                    uptime_ms,
+                    totals,
+                    process,
+                    tracker,
+                    sites,
+                    suspects,
+                })
             },
         )
 }
@@ -497,7 +527,7 @@ fn render_all(report: &Report) {
     std::hint::black_box(report.to_folded());
     std::hint::black_box(report.to_flamegraph_svg());
     std::hint::black_box(report.to_pprof_gz());
-    std::hint::black_box(report.to_pprof_delta_gz(report, &Default::default()));
+    std::hint::black_box(report.to_pprof_delta_gz(report));
     std::hint::black_box(report.to_dhat_json());
     for key in [
         |f: &Figures| f.live_bytes,

@@ -31,7 +31,7 @@ fn site<'a>(report: &'a Report, marker: &str) -> &'a Site {
 fn standard_error(sizes: impl Iterator<Item = usize>, rate: u64) -> f64 {
     sizes
         .map(|s| {
-            let p = alloc_tracker::sampler::sample_probability(s, rate);
+            let p = alloc_tracker::internals::sample_probability(s, rate);
             (s as f64).powi(2) * (1.0 - p) / p
         })
         .sum::<f64>()

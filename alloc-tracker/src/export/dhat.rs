@@ -21,9 +21,8 @@
 //!
 //! Figures are the report's estimates (exact when the sampling rate is 1).
 
-use super::{export_stacks, function_name};
-use crate::report::{Figures, Report};
-use crate::symbolize::Location;
+use super::stacks::{export_stacks, function_name};
+use crate::report::{Figures, Location, Report};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -64,14 +63,16 @@ struct ProgramPoint {
 
 impl Report {
     /// The report in DHAT's JSON format, for DHAT's viewer (`dh_view.html`), with a generic
-    /// command line and pid 0 (right for a report read from a file).
+    /// command line and pid 0 (right for a report read from a file). DHAT's "at t-gmax"
+    /// figures are each stack's own peak here (an upper bound of what it held when the
+    /// whole heap peaked), and lifetimes count live blocks at their site's median age.
     pub fn to_dhat_json(&self) -> String {
         self.to_dhat_json_with("alloc-tracker report", 0)
     }
 
-    /// The report in DHAT's JSON format, naming the command and process it describes. See
-    /// [the module docs](crate::export::dhat) for what the at-peak figures mean here.
-    pub fn to_dhat_json_with(&self, command: &str, pid: u32) -> String {
+    /// The report in DHAT's JSON format, naming the command and process it describes (see
+    /// the module docs for what each field holds).
+    pub(crate) fn to_dhat_json_with(&self, command: &str, pid: u32) -> String {
         let mut ftbl = vec!["[root]".to_string()];
         let mut frame_ids: HashMap<String, usize> = HashMap::new();
         // Each point: its frames, figures and the lifetime (µs) of its live blocks so far.
@@ -226,7 +227,7 @@ mod tests {
     #[test]
     fn live_blocks_count_at_their_sites_median_age() {
         let mut report = sample_report();
-        report.sites[0].age = Some(crate::trend::Age {
+        report.sites[0].age = Some(crate::report::Age {
             median_s: 2.0,
             ..Default::default()
         });

@@ -1,122 +1,211 @@
-//! Renderings of a [`crate::Report`]: text for the terminal, the stable JSON, and the
-//! formats other tools open: pprof ([`pprof`]), folded stacks and SVG flamegraphs
-//! ([`folded`]), and DHAT's viewer ([`dhat`]).
-//!
-//! The exporters other than text and JSON start each stack at its first frame outside
-//! `std`/`alloc`/`core`: the allocation machinery (`RawVec::grow`, `alloc::alloc::alloc`,
-//! …) is left out, as Go leaves `mallocgc` out of its heap profiles, so that a viewer's
-//! "flat" column names the code that asked for the memory.
+//! Renderings of a [`Report`]: text for the terminal, the stable JSON, and the formats other
+//! tools open: pprof ([`pprof`]), folded stacks ([`folded`]), SVG flamegraphs (`svg`, with
+//! the `svg` feature) and DHAT's viewer ([`dhat`]). Each format is one file and only reads
+//! the model; [`Format`] is the one list of them, used by the configuration, the exit
+//! report and the command-line tool.
 
 pub mod dhat;
 pub mod folded;
 pub mod json;
 pub mod pprof;
+mod stacks;
+#[cfg(feature = "svg")]
+pub mod svg;
 pub mod text;
 
-use crate::config::Destination;
-use crate::report::{Figures, Report};
-use crate::symbolize::{classify, Location, Origin};
+use crate::report::Report;
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
-/// One stack as the exporters see it: frames innermost first, machinery dropped.
-pub(crate) struct ExportStack<'a> {
-    pub(crate) frames: Vec<&'a Location>,
-    pub(crate) figures: Figures,
-    /// The median age of the site's live samples, in seconds (0 where not known).
-    pub(crate) median_age_s: f64,
+/// A rendering of a report.
+///
+/// ```
+/// use alloc_tracker::Format;
+/// assert_eq!(Format::from_path("heap.pb.gz".as_ref()), Some(Format::Pprof));
+/// assert_eq!(Format::from_path("heap.dhat.json".as_ref()), Some(Format::Dhat));
+/// assert_eq!("folded".parse::<Format>(), Ok(Format::Folded));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// The text report for a terminal (`.txt`, or `stderr`).
+    Text,
+    /// The stable JSON report (`.json`).
+    Json,
+    /// DHAT's JSON, for DHAT's viewer (`.dhat.json`).
+    Dhat,
+    /// A gzip-compressed pprof profile (`.pb.gz`).
+    Pprof,
+    /// Folded stacks of live bytes, for flamegraph tools (`.folded`).
+    Folded,
+    /// An SVG flamegraph of live bytes (`.svg`; needs the `svg` feature).
+    #[cfg(feature = "svg")]
+    Svg,
 }
 
-/// Every stack of `report`, most live bytes first (a site without per-stack detail, as in
-/// reports from older writers, counts as one stack of its `frames`).
-pub(crate) fn export_stacks(report: &Report) -> Vec<ExportStack<'_>> {
-    let mut out = Vec::new();
-    for site in &report.sites {
-        let median_age_s = site.age.as_ref().map_or(0.0, |age| age.median_s);
-        if site.stacks.is_empty() {
-            out.push(ExportStack {
-                frames: trim_machinery(&site.frames, &site.site),
-                figures: site.figures,
-                median_age_s,
-            });
-        } else {
-            for stack in &site.stacks {
-                out.push(ExportStack {
-                    frames: trim_machinery(&stack.frames, &site.site),
-                    figures: stack.figures,
-                    median_age_s,
-                });
-            }
-        }
-    }
-    out
-}
-
-/// The frames of a stack from its first frame of the program or of a dependency (frames of
-/// `std`, of the tracker, and frames without debug info are machinery while none of those
-/// came before); failing that, from the site's frame; an empty stack is its site.
-fn trim_machinery<'a>(frames: &'a [Location], site: &'a Location) -> Vec<&'a Location> {
-    if frames.is_empty() {
-        return vec![site];
-    }
-    let start = frames
-        .iter()
-        .position(|frame| {
-            matches!(
-                classify(&frame.function, frame.file.as_deref()),
-                Origin::Program | Origin::Dependency
-            )
-        })
-        .or_else(|| {
-            frames.iter().position(|frame| {
-                (&frame.function, &frame.file, frame.line)
-                    == (&site.function, &site.file, site.line)
-            })
-        })
-        .unwrap_or(0);
-    frames[start..].iter().collect()
-}
-
-/// A frame's function name for a viewer (never empty).
-pub(crate) fn function_name(location: &Location) -> &str {
-    if location.function.is_empty() {
-        "[unknown]"
-    } else {
-        &location.function
-    }
-}
-
-/// The file `destination` names and the report rendered for it; `None` for stderr (or a
-/// format this build leaves out). The exit report and [`crate::write_report`] use this.
-pub(crate) fn render_for_file<'d>(
-    report: &Report,
-    destination: &'d Destination,
-) -> Option<(&'d Path, Vec<u8>)> {
-    Some(match destination {
-        Destination::Stderr => return None,
-        Destination::Json(path) => (path.as_path(), report.to_json().into_bytes()),
-        Destination::Dhat(path) => {
-            // `args_os`: `args` panics on an argument that is not UTF-8.
-            let command = std::env::args_os()
-                .map(|arg| arg.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ");
-            let json = report.to_dhat_json_with(&command, std::process::id());
-            (path.as_path(), json.into_bytes())
-        }
-        Destination::Pprof(path) => (
-            path.as_path(),
-            report.to_pprof_gz_with(&pprof::PprofOptions::for_this_process()),
-        ),
-        Destination::Folded(path) => (path.as_path(), report.to_folded().into_bytes()),
+impl Format {
+    /// Every format this build can write.
+    pub const ALL: &'static [Format] = &[
+        Format::Text,
+        Format::Json,
+        Format::Dhat,
+        Format::Pprof,
+        Format::Folded,
         #[cfg(feature = "svg")]
-        Destination::Svg(path) => (path.as_path(), report.to_flamegraph_svg().into_bytes()),
-    })
+        Format::Svg,
+    ];
+
+    /// The format's short name, as `FromStr` reads it (`text`, `json`, `dhat`, `pprof`,
+    /// `folded`, `svg`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+            Format::Dhat => "dhat",
+            Format::Pprof => "pprof",
+            Format::Folded => "folded",
+            #[cfg(feature = "svg")]
+            Format::Svg => "svg",
+        }
+    }
+
+    /// The file ending that picks this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Text => ".txt",
+            Format::Json => ".json",
+            Format::Dhat => ".dhat.json",
+            Format::Pprof => ".pb.gz",
+            Format::Folded => ".folded",
+            #[cfg(feature = "svg")]
+            Format::Svg => ".svg",
+        }
+    }
+
+    /// The format a file's name picks by its ending, if any (the longest ending wins:
+    /// `heap.dhat.json` is DHAT's, not the JSON report).
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_str()?;
+        Format::ALL
+            .iter()
+            .copied()
+            .filter(|format| name.ends_with(format.extension()))
+            .max_by_key(|format| format.extension().len())
+    }
+
+    /// The file endings this build accepts, for messages: `.txt, .json, …`.
+    pub fn endings() -> String {
+        Format::ALL
+            .iter()
+            .map(|format| format.extension())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A format name that is not one of [`Format::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownFormat(pub String);
+
+impl fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Format::ALL.iter().map(|format| format.name()).collect();
+        write!(
+            f,
+            "unknown format {:?} (expected one of: {})",
+            self.0,
+            names.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownFormat {}
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .iter()
+            .copied()
+            .find(|format| format.name() == name)
+            .ok_or_else(|| UnknownFormat(name.to_string()))
+    }
+}
+
+/// What a rendering says beyond the report itself, for a report of a live process: its
+/// executable mappings (pprof `Mapping` rows), its command line and pid (DHAT), the time.
+/// Empty (the default) for a report read from a file.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Context {
+    pub(crate) mappings: Vec<pprof::MemoryMapping>,
+    pub(crate) command: String,
+    pub(crate) pid: u32,
+    pub(crate) time_nanos: i64,
+}
+
+impl Report {
+    /// The report rendered in `format` (the bytes of a file of that format).
+    ///
+    /// ```
+    /// let report = alloc_tracker::Report::default();
+    /// let json = report.render(alloc_tracker::Format::Json);
+    /// assert!(json.starts_with(b"{"));
+    /// ```
+    pub fn render(&self, format: Format) -> Vec<u8> {
+        self.render_with(format, &Context::default())
+    }
+
+    /// [`Report::render`] for a report of a live process, with its `context`.
+    pub(crate) fn render_with(&self, format: Format, context: &Context) -> Vec<u8> {
+        match format {
+            Format::Text => self.to_text().into_bytes(),
+            Format::Json => self.to_json().into_bytes(),
+            Format::Dhat => self
+                .to_dhat_json_with(&context.command, context.pid)
+                .into_bytes(),
+            Format::Pprof => self.to_pprof_gz_with(&pprof::PprofOptions {
+                mappings: context.mappings.clone(),
+                time_nanos: context.time_nanos,
+                ..pprof::PprofOptions::default()
+            }),
+            Format::Folded => self.to_folded().into_bytes(),
+            #[cfg(feature = "svg")]
+            Format::Svg => self.to_flamegraph_svg().into_bytes(),
+        }
+    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::report::Location;
     use serde_json::json;
+
+    #[test]
+    fn formats_are_picked_by_ending_and_by_name() {
+        let pick = |name: &str| Format::from_path(Path::new(name));
+        assert_eq!(pick("out/heap.json"), Some(Format::Json));
+        assert_eq!(pick("heap.dhat.json"), Some(Format::Dhat));
+        assert_eq!(pick("heap.txt"), Some(Format::Text));
+        assert_eq!(pick("heap.pb.gz"), Some(Format::Pprof));
+        assert_eq!(pick("heap.folded"), Some(Format::Folded));
+        assert_eq!(pick("heap.gz"), None);
+        assert_eq!(pick("json"), None);
+        for &format in Format::ALL {
+            assert_eq!(format.name().parse::<Format>(), Ok(format));
+            assert_eq!(pick(&format!("x{}", format.extension())), Some(format));
+        }
+        let err = "png".parse::<Format>().unwrap_err();
+        assert!(err.to_string().contains("json"), "{err}");
+    }
 
     pub(crate) fn frame(function: &str, file: &str, line: u32, address: u64) -> Location {
         Location {
@@ -179,54 +268,5 @@ pub(crate) mod tests {
             ],
         });
         Report::from_json(&report.to_string()).expect("the sample report reads")
-    }
-
-    #[test]
-    fn machinery_frames_are_dropped_from_the_top() {
-        let report = sample_report();
-        let stacks = export_stacks(&report);
-        let names: Vec<&str> = stacks[0]
-            .frames
-            .iter()
-            .map(|f| f.function.as_str())
-            .collect();
-        assert_eq!(names, ["app::leaky::inner", "app::leaky", "app::main"]);
-    }
-
-    #[test]
-    fn an_all_std_stack_starts_at_its_site_and_an_empty_one_is_its_site() {
-        let std_frames = vec![
-            frame(
-                "alloc::alloc::alloc",
-                "/rustc/a/library/alloc/src/alloc.rs",
-                1,
-                1,
-            ),
-            frame(
-                "std::thread::spawn",
-                "/rustc/a/library/std/src/thread/mod.rs",
-                2,
-                2,
-            ),
-            frame(
-                "std::rt::lang_start",
-                "/rustc/a/library/std/src/rt.rs",
-                3,
-                3,
-            ),
-        ];
-        let site = Location {
-            address: None,
-            ..std_frames[1].clone()
-        };
-        let kept = trim_machinery(&std_frames, &site);
-        assert_eq!(kept[0].function, "std::thread::spawn");
-        // A frame without debug info is machinery too, until the program's first frame.
-        let mut frames = std_frames.clone();
-        frames[1] = Location::named("<alloc::raw_vec::RawVecInner>::try_allocate_in");
-        frames.push(frame("app::main", "src/main.rs", 4, 4));
-        assert_eq!(trim_machinery(&frames, &site)[0].function, "app::main");
-        let pooled = Location::named("[other stacks]");
-        assert_eq!(trim_machinery(&[], &pooled), vec![&pooled]);
     }
 }

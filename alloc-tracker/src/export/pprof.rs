@@ -12,93 +12,52 @@
 //! innermost first, and every mapping says so (`has_functions`, `has_filenames`,
 //! `has_line_numbers`, `has_inline_frames`), so viewers never re-symbolize addresses (which
 //! goes wrong for Rust binaries). A profile of this process
-//! ([`PprofOptions::for_this_process`]) also has the `Mapping` rows of its executable
-//! mappings from `/proc/self/maps`, with their GNU build ids.
+//! (made with the mappings `process::maps` reads) also has the `Mapping` rows of its
+//! executable mappings, with their GNU build ids.
 //!
 //! Each stack starts at its first frame outside `std`/`alloc`/`core` (see
 //! [`crate::export`]), so `go tool pprof -top` ranks the code that allocated.
 
-use super::{export_stacks, function_name};
-use crate::report::Report;
-use crate::symbolize::Location;
+use super::stacks::{export_stacks, function_name};
+use crate::report::{Location, Report};
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 
 /// The sample types of every profile, as `(type, unit)`, in the order of each sample's values.
-pub const SAMPLE_TYPES: [(&str, &str); 4] = [
+pub(crate) const SAMPLE_TYPES: [(&str, &str); 4] = [
     ("alloc_objects", "count"),
     ("alloc_space", "bytes"),
     ("inuse_objects", "count"),
     ("inuse_space", "bytes"),
 ];
 
-/// One of the four sample types of [`SAMPLE_TYPES`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SampleType {
-    /// Objects allocated in all (`alloc_objects`).
-    AllocObjects,
-    /// Bytes allocated in all (`alloc_space`).
-    AllocSpace,
-    /// Objects live (`inuse_objects`).
-    InuseObjects,
-    /// Bytes live (`inuse_space`).
-    InuseSpace,
-}
-
-impl SampleType {
-    /// The pprof name of this sample type, e.g. `inuse_space`.
-    pub fn name(self) -> &'static str {
-        SAMPLE_TYPES[self as usize].0
-    }
-}
-
 /// One executable mapping of a process: a `Mapping` row of the profile.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemoryMapping {
+pub(crate) struct MemoryMapping {
     /// First address of the mapping.
-    pub start: u64,
+    pub(crate) start: u64,
     /// One past its last address.
-    pub limit: u64,
+    pub(crate) limit: u64,
     /// Offset in the file of the mapping's first byte.
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// The mapped file (the executable or a shared library).
-    pub file: String,
+    pub(crate) file: String,
     /// The file's GNU build id in hex, empty where it has none.
-    pub build_id: String,
+    pub(crate) build_id: String,
 }
 
 /// What a pprof export says beyond the report itself.
 #[derive(Clone, Debug, Default)]
-pub struct PprofOptions {
+pub(crate) struct PprofOptions {
     /// The executable mappings of the process the report describes. Empty (the default, right
     /// for a report read from a file): one placeholder mapping holds every location.
-    pub mappings: Vec<MemoryMapping>,
+    pub(crate) mappings: Vec<MemoryMapping>,
     /// The sample type viewers show first; `None` leaves it to them (`inuse_space`).
-    pub default_sample_type: Option<SampleType>,
+    pub(crate) default_sample_type: Option<&'static str>,
     /// When the profile was taken, in nanoseconds since the Unix epoch (0: not said).
-    pub time_nanos: i64,
+    pub(crate) time_nanos: i64,
     /// The time a delta profile covers, in nanoseconds (0: not a delta).
-    pub duration_nanos: i64,
-}
-
-impl PprofOptions {
-    /// Options for a report of this process made just now: its executable mappings with
-    /// their build ids, and the time.
-    pub fn for_this_process() -> Self {
-        Self {
-            mappings: process_mappings(),
-            time_nanos: unix_nanos_now(),
-            ..Self::default()
-        }
-    }
-}
-
-/// Nanoseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_nanos_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    pub(crate) duration_nanos: i64,
 }
 
 impl Report {
@@ -120,15 +79,20 @@ impl Report {
     }
 
     /// The report as a gzip-compressed pprof profile, with `options` (use
-    /// [`PprofOptions::for_this_process`] for a report of the running process).
-    pub fn to_pprof_gz_with(&self, options: &PprofOptions) -> Vec<u8> {
+    /// the mappings of the process it describes).
+    pub(crate) fn to_pprof_gz_with(&self, options: &PprofOptions) -> Vec<u8> {
         gzip(&encode(self.sample_rate, &rows(self), options))
     }
 
     /// The change from `base` to this report as a gzip-compressed pprof profile: each
     /// stack's values minus its values in `base` (negative where it shrank), as
     /// `go tool pprof -base` computes and as Go's `/debug/pprof/heap?seconds=N` serves.
-    pub fn to_pprof_delta_gz(&self, base: &Report, options: &PprofOptions) -> Vec<u8> {
+    pub fn to_pprof_delta_gz(&self, base: &Report) -> Vec<u8> {
+        self.to_pprof_delta_gz_with(base, &PprofOptions::default())
+    }
+
+    /// [`Report::to_pprof_delta_gz`] with `options`.
+    pub(crate) fn to_pprof_delta_gz_with(&self, base: &Report, options: &PprofOptions) -> Vec<u8> {
         let mut delta = rows(self);
         let index: HashMap<Vec<Location>, usize> = delta
             .iter()
@@ -537,7 +501,7 @@ fn encode(sample_rate: u64, rows: &[Row], options: &PprofOptions) -> Vec<u8> {
     b.profile.time_nanos = options.time_nanos;
     b.profile.duration_nanos = options.duration_nanos;
     if let Some(kind) = options.default_sample_type {
-        b.profile.default_sample_type = b.string(kind.name());
+        b.profile.default_sample_type = b.string(kind);
     }
     let comment = match sample_rate {
         1 => "alloc-tracker: every allocation recorded".to_string(),
@@ -562,114 +526,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The executable, file-backed mappings of this process (from `/proc/self/maps`), with the
-/// build id of each file. Empty where `/proc` is not there.
-pub fn process_mappings() -> Vec<MemoryMapping> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let mut build_ids: HashMap<String, String> = HashMap::new();
-    let mut mappings = Vec::new();
-    for line in maps.lines() {
-        let Some(mut mapping) = parse_maps_line(line) else {
-            continue;
-        };
-        let build_id = build_ids
-            .entry(mapping.file.clone())
-            .or_insert_with(|| elf_build_id(&mapping.file).unwrap_or_default());
-        mapping.build_id = build_id.clone();
-        mappings.push(mapping);
-    }
-    mappings
-}
-
-/// One line of `/proc/<pid>/maps`, if it maps a file executable.
-fn parse_maps_line(line: &str) -> Option<MemoryMapping> {
-    let mut fields = line.split_whitespace();
-    let range = fields.next()?;
-    let perms = fields.next()?;
-    let offset = fields.next()?;
-    let _device = fields.next()?;
-    let _inode = fields.next()?;
-    let file = fields.collect::<Vec<_>>().join(" ");
-    if !perms.contains('x') || !file.starts_with('/') {
-        return None;
-    }
-    let (start, limit) = range.split_once('-')?;
-    Some(MemoryMapping {
-        start: u64::from_str_radix(start, 16).ok()?,
-        limit: u64::from_str_radix(limit, 16).ok()?,
-        offset: u64::from_str_radix(offset, 16).ok()?,
-        file,
-        build_id: String::new(),
-    })
-}
-
-/// The GNU build id of an ELF file (64-bit, little-endian), in hex.
-fn elf_build_id(path: &str) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut header = [0u8; 64];
-    file.read_exact(&mut header).ok()?;
-    if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
-        return None;
-    }
-    let u16_at =
-        |b: &[u8], at: usize| Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?));
-    let u32_at =
-        |b: &[u8], at: usize| Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?));
-    let u64_at =
-        |b: &[u8], at: usize| Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?));
-    let phoff = u64_at(&header, 32)?;
-    let phentsize = u64::from(u16_at(&header, 54)?);
-    let phnum = u64::from(u16_at(&header, 56)?);
-    const PT_NOTE: u32 = 4;
-    for i in 0..phnum.min(512) {
-        let mut ph = [0u8; 56];
-        file.seek(SeekFrom::Start(
-            phoff.checked_add(i.checked_mul(phentsize)?)?,
-        ))
-        .ok()?;
-        file.read_exact(&mut ph).ok()?;
-        if u32_at(&ph, 0)? != PT_NOTE {
-            continue;
-        }
-        let (offset, size) = (u64_at(&ph, 8)?, u64_at(&ph, 32)?.min(1 << 16));
-        let mut notes = vec![0u8; usize::try_from(size).ok()?];
-        file.seek(SeekFrom::Start(offset)).ok()?;
-        if file.read_exact(&mut notes).is_err() {
-            continue;
-        }
-        if let Some(id) = build_id_note(&notes) {
-            return Some(id);
-        }
-    }
-    None
-}
-
-/// The `NT_GNU_BUILD_ID` descriptor among ELF notes, in hex.
-fn build_id_note(notes: &[u8]) -> Option<String> {
-    const NT_GNU_BUILD_ID: u32 = 3;
-    let align = |n: usize| n.checked_add(3).map(|n| n & !3);
-    let u32_at = |at: usize| Some(u32::from_le_bytes(notes.get(at..at + 4)?.try_into().ok()?));
-    let mut at = 0;
-    while at + 12 <= notes.len() {
-        let name_size = usize::try_from(u32_at(at)?).ok()?;
-        let desc_size = usize::try_from(u32_at(at + 4)?).ok()?;
-        let kind = u32_at(at + 8)?;
-        let name_at = at + 12;
-        let desc_at = name_at.checked_add(align(name_size)?)?;
-        let desc = notes.get(desc_at..desc_at.checked_add(desc_size)?)?;
-        if kind == NT_GNU_BUILD_ID && notes.get(name_at..name_at + name_size)? == b"GNU\0" {
-            return Some(desc.iter().map(|b| format!("{b:02x}")).collect());
-        }
-        at = desc_at.checked_add(align(desc_size)?)?;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::export::tests::sample_report;
     use prost::Message;
+    use std::io::Read;
 
     fn decode(gz: &[u8]) -> proto::Profile {
         let mut bytes = Vec::new();
@@ -801,7 +663,7 @@ mod tests {
                     build_id: String::new(),
                 },
             ],
-            default_sample_type: Some(SampleType::AllocSpace),
+            default_sample_type: Some("alloc_space"),
             time_nanos: 42,
             duration_nanos: 0,
         };
@@ -826,12 +688,12 @@ mod tests {
         let mut new = sample_report();
         new.sites[0].stacks[0].figures.live_bytes += 1000;
         new.sites[1].stacks[0].figures.live_bytes -= 24;
-        let p = decode(&new.to_pprof_delta_gz(&base, &PprofOptions::default()));
+        let p = decode(&new.to_pprof_delta_gz(&base));
         let samples = samples(&p);
         assert_eq!(samples.len(), 2);
         assert_eq!(samples[0].1, [0, 0, 0, 1000]);
         assert_eq!(samples[1].1, [0, 0, 0, -24]);
-        let same = decode(&base.to_pprof_delta_gz(&base, &PprofOptions::default()));
+        let same = decode(&base.to_pprof_delta_gz(&base));
         assert!(same.sample.is_empty());
     }
 
@@ -841,44 +703,5 @@ mod tests {
         let frames = vec![f.clone(), f.clone(), f];
         assert_eq!(inline_groups(&frames).len(), 3);
         assert!(inline_groups(&[]).is_empty());
-    }
-
-    #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "reads /proc/self/maps, which under Miri is the interpreter's"
-    )]
-    fn maps_lines_and_build_ids_are_read() {
-        let line = "55d0c0a00000-55d0c0b00000 r-xp 00001000 08:01 1234    /usr/bin/my app";
-        let m = parse_maps_line(line).unwrap();
-        assert_eq!(
-            (m.start, m.limit, m.offset),
-            (0x55d0c0a00000, 0x55d0c0b00000, 0x1000)
-        );
-        assert_eq!(m.file, "/usr/bin/my app");
-        assert!(parse_maps_line("7ffd-7ffe r-xp 00000000 00:00 0 [vdso]").is_none());
-        assert!(parse_maps_line("1000-2000 r--p 00000000 08:01 1 /lib/x.so").is_none());
-        // Our own test binary: linked with a build id by default on Linux.
-        let exe = std::env::current_exe().unwrap();
-        let mappings = process_mappings();
-        let own = mappings
-            .iter()
-            .find(|m| std::path::Path::new(&m.file) == exe)
-            .expect("the test binary is mapped executable");
-        assert!(own.build_id.len() >= 16, "build id {:?}", own.build_id);
-        assert!(own.build_id.chars().all(|c| c.is_ascii_hexdigit()));
-    }
-
-    #[test]
-    fn build_id_notes_are_parsed_defensively() {
-        let mut note = Vec::new();
-        note.extend_from_slice(&4u32.to_le_bytes());
-        note.extend_from_slice(&3u32.to_le_bytes());
-        note.extend_from_slice(&3u32.to_le_bytes());
-        note.extend_from_slice(b"GNU\0");
-        note.extend_from_slice(&[0xde, 0xad, 0xbe, 0]);
-        assert_eq!(build_id_note(&note).as_deref(), Some("deadbe"));
-        assert_eq!(build_id_note(&note[..14]), None);
-        assert_eq!(build_id_note(&[0xff; 12]), None);
     }
 }

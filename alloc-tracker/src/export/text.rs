@@ -1,8 +1,8 @@
 //! The terminal report: a header of totals and gauges, then the sites ranked by live bytes,
 //! then the stacks of the top few.
 
-use crate::report::{Report, Site};
-use crate::symbolize::Location;
+use crate::report::{Location, Report, Site};
+use crate::units::{grouped, human_bytes};
 use std::fmt::Write;
 
 /// Sites listed in the table.
@@ -11,35 +11,6 @@ const TABLE_ROWS: usize = 20;
 const STACKS_SHOWN: usize = 3;
 /// Frames printed per stack.
 const FRAMES_SHOWN: usize = 12;
-
-/// `1536` → `"1.5 KiB"`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-/// `1234567` → `"1,234,567"`.
-pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 impl Report {
     /// The "Leak suspects" section that opens the text report.
@@ -63,10 +34,7 @@ impl Report {
         }
         let _ = writeln!(out, "== Leak suspects ==");
         for (rank, suspect) in self.suspects.iter().enumerate() {
-            let severity = match suspect.severity {
-                crate::trend::Severity::Critical => "CRITICAL",
-                crate::trend::Severity::Warning => "warning",
-            };
+            let severity = suspect.severity.label();
             let _ = writeln!(
                 out,
                 "{:>2}. {severity} {}: {} live",
@@ -226,18 +194,18 @@ impl Report {
                 rank + 1,
                 describe(&site.site)
             );
-            // Start at the site: the frames above it are the allocator's own machinery.
-            let at_site = site
+            // Start below the site: the frames above it are the allocator's own machinery,
+            // and the site itself is on the heading line already.
+            let callers = site
                 .frames
                 .iter()
                 .position(|frame| {
                     (&frame.function, &frame.file, frame.line)
                         == (&site.site.function, &site.site.file, site.site.line)
                 })
-                .unwrap_or(0);
+                .map_or(&site.frames[..], |at_site| &site.frames[at_site + 1..]);
             // End at the program's last frame (its files are shown relative to the
             // workspace): below it are the runtime and libc calling `main`.
-            let callers = &site.frames[at_site..];
             let is_program = |f: &Location| {
                 f.file
                     .as_deref()
@@ -261,15 +229,23 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::export::tests::sample_report;
 
     #[test]
-    fn numbers_read_well() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(48 << 20), "48.0 MiB");
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(1234567), "1,234,567");
-        assert_eq!(grouped(100), "100");
+    fn each_stack_lists_the_callers_below_its_site() {
+        let text = sample_report().to_text();
+        let stack = text
+            .split("\n#1 app::leaky::inner  src/main.rs:7, called from:\n")
+            .nth(1)
+            .expect("the top site's stack is shown");
+        let lines: Vec<&str> = stack.lines().take_while(|l| !l.is_empty()).collect();
+        assert_eq!(
+            lines,
+            [
+                "     app::leaky  src/main.rs:12",
+                "     app::main  src/main.rs:30"
+            ],
+            "{text}"
+        );
     }
 }

@@ -1,29 +1,19 @@
-//! Process gauges for the report: threads, open file descriptors, resident memory.
+//! What the tracker knows of its process beyond the heap: gauges for the report (threads,
+//! open file descriptors, resident memory), and the executable mappings for pprof ([`maps`]).
 //!
 //! Read from `/proc/self` on Linux; `None` elsewhere (absent, not wrong). The tracker's own
 //! thread and file descriptors (the signal watcher and its pipe) are subtracted, so the
 //! gauges describe the program.
 
-use serde::{Deserialize, Serialize};
+pub(crate) mod maps;
+
+use crate::export::Context;
+use crate::report::ProcessGauges;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Threads and file descriptors the tracker itself holds open.
 pub(crate) static TRACKER_THREADS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static TRACKER_FDS: AtomicU64 = AtomicU64::new(0);
-
-/// Process-wide gauges at the moment of the report.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessGauges {
-    /// Threads of the program (the tracker's own excluded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<u64>,
-    /// Open file descriptors of the program (the tracker's own excluded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub open_fds: Option<u64>,
-    /// Resident set size in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rss_bytes: Option<u64>,
-}
 
 /// Reads the gauges now.
 pub(crate) fn read() -> ProcessGauges {
@@ -54,4 +44,19 @@ fn rss_bytes() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     Some(pages * u64::try_from(page_size).ok()?)
+}
+
+/// What a rendering of a report of this process made now needs: its executable mappings,
+/// command line, pid and the time.
+pub(crate) fn render_context() -> Context {
+    Context {
+        mappings: maps::process_mappings(),
+        // `args_os`: `args` panics on an argument that is not UTF-8.
+        command: std::env::args_os()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        pid: std::process::id(),
+        time_nanos: crate::clock::unix_nanos_now(),
+    }
 }

@@ -4,16 +4,15 @@
 //! ```text
 //! alloc-tracker top heap.json [-n 20] [--by live|peak|allocated]
 //! alloc-tracker diff before.json after.json [-n 20]
-//! alloc-tracker convert heap.json --to pprof|folded|svg|dhat -o OUT
+//! alloc-tracker convert heap.json --to pprof|folded|svg|dhat|json|text -o OUT
 //! ```
 //!
 //! A file that cannot be read as a report (missing, empty, cut short, binary, another
 //! program's JSON, a newer report version) gets one line on stderr and exit status 1;
 //! usage errors exit with 2.
 
-use alloc_tracker::export::text::{grouped, human_bytes};
-use alloc_tracker::trend::MIN_SUSPECT_BYTES;
-use alloc_tracker::{Figures, Location, ReadError, Report, Severity};
+use alloc_tracker::units::{grouped, human_bytes};
+use alloc_tracker::{Figures, Format, Location, ReadError, Report, MIN_SUSPECT_BYTES};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::HashMap;
 use std::fmt;
@@ -57,8 +56,10 @@ enum Command {
     Convert {
         /// A JSON report.
         file: PathBuf,
-        /// The format to write.
-        #[arg(long, value_enum)]
+        /// The format to write: pprof (go tool pprof, Pyroscope, Parca), folded
+        /// (flamegraph.pl, inferno, speedscope), svg (a flamegraph), dhat (DHAT's viewer),
+        /// json, or text.
+        #[arg(long, value_parser = parse_format)]
         to: Format,
         /// Where to write it (`-` for standard output).
         #[arg(short = 'o', long = "output")]
@@ -77,17 +78,15 @@ enum By {
     Allocated,
 }
 
-/// The formats `convert` writes.
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// gzip-compressed pprof profile (go tool pprof, Pyroscope, Parca).
-    Pprof,
-    /// Folded stacks of live bytes (flamegraph.pl, inferno, speedscope).
-    Folded,
-    /// SVG flamegraph of live bytes.
-    Svg,
-    /// DHAT's JSON (DHAT's viewer, dh_view.html).
-    Dhat,
+/// Reads `--to`'s value with the library's own list of formats.
+fn parse_format(name: &str) -> Result<Format, String> {
+    name.parse::<Format>().map_err(|e| {
+        if name == "svg" {
+            "this alloc-tracker was built without the `svg` feature".to_string()
+        } else {
+            e.to_string()
+        }
+    })
 }
 
 /// Why a command failed: printed as one line.
@@ -97,9 +96,6 @@ enum CliError {
     Read { path: PathBuf, why: String },
     /// An output that could not be written.
     Write { path: PathBuf, error: io::Error },
-    /// Something this build cannot do.
-    #[cfg_attr(feature = "svg", allow(dead_code))]
-    Unsupported(&'static str),
 }
 
 impl fmt::Display for CliError {
@@ -109,7 +105,6 @@ impl fmt::Display for CliError {
             CliError::Write { path, error } => {
                 write!(f, "cannot write {}: {error}", path.display())
             }
-            CliError::Unsupported(what) => f.write_str(what),
         }
     }
 }
@@ -142,19 +137,7 @@ fn run(command: Command) -> Result<(), CliError> {
         }
         Command::Convert { file, to, output } => {
             let report = load(&file)?;
-            let bytes = match to {
-                Format::Pprof => report.to_pprof_gz(),
-                Format::Folded => report.to_folded().into_bytes(),
-                Format::Dhat => report.to_dhat_json().into_bytes(),
-                #[cfg(feature = "svg")]
-                Format::Svg => report.to_flamegraph_svg().into_bytes(),
-                #[cfg(not(feature = "svg"))]
-                Format::Svg => {
-                    return Err(CliError::Unsupported(
-                        "this alloc-tracker was built without the `svg` feature",
-                    ))
-                }
-            };
+            let bytes = report.render(to);
             write_output(&output, &bytes)
         }
     }
@@ -303,10 +286,7 @@ fn suspects(report: &Report) -> String {
     }
     let mut out = String::from("leak suspects:\n");
     for (rank, suspect) in report.suspects.iter().enumerate() {
-        let severity = match suspect.severity {
-            Severity::Critical => "CRITICAL",
-            Severity::Warning => "warning",
-        };
+        let severity = suspect.severity.label();
         out.push_str(&format!(
             "{:>4}. {severity} {}: {} live\n      {}\n",
             rank + 1,

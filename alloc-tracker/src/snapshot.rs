@@ -1,0 +1,296 @@
+//! A snapshot of the live tables, built into a [`Report`]: exact totals from the counters,
+//! each stack's figures, the samples' birth times and the checkpoints, copied out under
+//! their locks, then symbolized and grouped by site, with trends and suspects. Every
+//! report — at exit, on demand, over HTTP — is made here. Runs as tracker code.
+
+use crate::checkpoints::{self, Checkpoint};
+use crate::report::{
+    Age, Figures, Location, ProcessGauges, Report, Site, Stack, Stats, Suspect, TrackerFigures,
+    Trend, FORMAT, OTHER_STACKS_SITE, VERSION,
+};
+use crate::samples::{self, Births};
+use crate::stacks::{self, StackId, StackSnapshot, StackStats, OTHER_STACKS};
+use crate::trend::{self, Candidate, Point};
+use crate::{capture, clock, config, counters, process, sampler, symbolize, tracker_memory};
+use std::collections::HashMap;
+
+/// Builds a report of the heap now. Must run as tracker code (under the reentrancy guard).
+pub(crate) fn take() -> Report {
+    // The tracker's own memory, without the report being built: its tables now, plus what
+    // symbolizing this report adds to the symbol caches once its debug info is released.
+    let tables_and_symbols = tracker_memory::live_bytes();
+    let symbols_before = symbolize::symbol_bytes();
+    let totals = counters::totals();
+    let tracker = TrackerFigures {
+        bytes: 0,
+        symbol_bytes: 0,
+        stacks: stacks::count() as u64,
+        dropped_samples: samples::dropped(),
+        pooled_samples: stacks::pooled_samples(),
+        unwinder: capture::unwinder_in_use().to_string(),
+    };
+    let mut report = build(Inputs {
+        sample_rate: sampler::rate_in_use(),
+        now_ns: clock::since_start_ns(),
+        totals,
+        process: process::read(),
+        tracker,
+        stacks: stacks::snapshot(),
+        births: samples::births_by_stack(),
+        checkpoints: checkpoints::all(),
+        depth: config::depth(),
+    });
+    symbolize::release_debug_info();
+    let symbols_added = symbolize::symbol_bytes().saturating_sub(symbols_before);
+    report.tracker.bytes = tables_and_symbols + symbols_added;
+    report.tracker.symbol_bytes = symbolize::symbol_bytes().min(report.tracker.bytes);
+    report
+}
+
+/// What a report is built from: the tables, copied out under their locks.
+struct Inputs {
+    sample_rate: u64,
+    now_ns: u64,
+    totals: Stats,
+    process: ProcessGauges,
+    tracker: TrackerFigures,
+    stacks: Vec<StackSnapshot>,
+    births: HashMap<StackId, Births>,
+    checkpoints: Vec<Checkpoint>,
+    /// Return addresses of the program kept per stack.
+    depth: usize,
+}
+
+/// Builds a report. Runs as tracker code (under the reentrancy guard): symbolizes each new
+/// address once.
+fn build(inputs: Inputs) -> Report {
+    let Inputs {
+        sample_rate,
+        now_ns,
+        totals,
+        process,
+        tracker,
+        stacks,
+        births,
+        checkpoints,
+        depth,
+    } = inputs;
+    let mut by_site: HashMap<Location, Vec<(StackId, Stack)>> = HashMap::new();
+    for snapshot in stacks {
+        let figures = figures_of(&snapshot.stats);
+        let (site, frames) = if snapshot.id == OTHER_STACKS {
+            (Location::named(OTHER_STACKS_SITE), Vec::new())
+        } else {
+            symbolize_stack(&snapshot.frames, depth)
+        };
+        by_site
+            .entry(site)
+            .or_default()
+            .push((snapshot.id, Stack { figures, frames }));
+    }
+    let mut sites: Vec<Site> = by_site
+        .into_iter()
+        .map(|(site, stacks)| {
+            let ids: Vec<StackId> = stacks.iter().map(|(id, _)| *id).collect();
+            let mut stacks: Vec<Stack> = stacks.into_iter().map(|(_, stack)| stack).collect();
+            stacks.sort_by(|a, b| {
+                (b.figures.live_bytes, b.figures.alloc_bytes)
+                    .cmp(&(a.figures.live_bytes, a.figures.alloc_bytes))
+            });
+            let mut figures = Figures::default();
+            for stack in &stacks {
+                figures.add(&stack.figures);
+            }
+            Site {
+                figures,
+                site,
+                frames: stacks.first().map(|s| s.frames.clone()).unwrap_or_default(),
+                stacks,
+                trend: site_trend(&ids, &checkpoints, now_ns, figures.live_bytes),
+                age: site_age(&ids, &births, now_ns),
+            }
+        })
+        .collect();
+    sites.sort_by(|a, b| {
+        (b.figures.live_bytes, b.figures.alloc_bytes)
+            .cmp(&(a.figures.live_bytes, a.figures.alloc_bytes))
+            .then(a.site.cmp(&b.site))
+    });
+    let uptime_s = now_ns as f64 / 1e9;
+    let mut suspects: Vec<Suspect> = sites
+        .iter()
+        .filter(|site| site.site.function != OTHER_STACKS_SITE)
+        .filter_map(|site| {
+            let candidate = Candidate {
+                site: &site.site,
+                live_bytes: site.figures.live_bytes,
+                trend: site.trend.as_ref(),
+                age: site.age.as_ref(),
+                live_samples: site.figures.live_samples,
+            };
+            trend::judge(&candidate, totals.live_bytes, uptime_s)
+        })
+        .collect();
+    trend::rank(&mut suspects);
+    Report {
+        format: FORMAT.to_string(),
+        version: VERSION,
+        sample_rate,
+        uptime_ms: now_ns / 1_000_000,
+        totals,
+        process,
+        tracker,
+        sites,
+        suspects,
+    }
+}
+
+/// A site's live bytes at each checkpoint and now, as a trend (`None` without checkpoints).
+fn site_trend(
+    ids: &[StackId],
+    checkpoints: &[Checkpoint],
+    now_ns: u64,
+    live_now: u64,
+) -> Option<Trend> {
+    if checkpoints.is_empty() {
+        return None;
+    }
+    let mut series: Vec<Point> = checkpoints
+        .iter()
+        .map(|checkpoint| Point {
+            at_s: checkpoint.at_ns as f64 / 1e9,
+            live_bytes: ids.iter().map(|&id| checkpoint.live_bytes(id)).sum(),
+        })
+        .collect();
+    // The report's own moment is the latest point, unless a checkpoint was just taken.
+    if checkpoints
+        .last()
+        .is_some_and(|c| now_ns > c.at_ns + 1_000_000)
+    {
+        series.push(Point {
+            at_s: now_ns as f64 / 1e9,
+            live_bytes: live_now as f64,
+        });
+    }
+    trend::trend(&series)
+}
+
+/// The ages of a site's live samples (`None` when none is live).
+fn site_age(ids: &[StackId], births: &HashMap<StackId, Births>, now_ns: u64) -> Option<Age> {
+    let mut earliest = u64::MAX;
+    let mut latest = 0;
+    let mut reservoir: Vec<u64> = Vec::new();
+    for births in ids.iter().filter_map(|id| births.get(id)) {
+        earliest = earliest.min(births.earliest_ns);
+        latest = latest.max(births.latest_ns);
+        reservoir.extend_from_slice(&births.reservoir);
+    }
+    if reservoir.is_empty() {
+        return None;
+    }
+    reservoir.sort_unstable();
+    let median = reservoir[reservoir.len() / 2];
+    let age = |born: u64| now_ns.saturating_sub(born) as f64 / 1e9;
+    Some(Age {
+        oldest_s: age(earliest),
+        median_s: age(median),
+        youngest_s: age(latest),
+    })
+}
+
+/// Symbolizes a stack: its site and its frames without the tracker's.
+/// Keeps at most `depth` return addresses of the program (the tracker's frames, captured on
+/// top of them, are dropped first).
+fn symbolize_stack(addresses: &[usize], depth: usize) -> (Location, Vec<Location>) {
+    let frames: Vec<symbolize::Frame> = addresses
+        .iter()
+        .flat_map(|&address| symbolize::resolve(address).to_vec())
+        .collect();
+    let kept = symbolize::trim_tracker_frames(&frames);
+    let mut seen = 0;
+    let mut previous = None;
+    let end = kept
+        .iter()
+        .position(|frame| {
+            if frame.location.address != previous {
+                previous = frame.location.address;
+                seen += 1;
+            }
+            seen > depth
+        })
+        .unwrap_or(kept.len());
+    let kept = &kept[..end];
+    let site = symbolize::pick_site(kept)
+        .map(|frame| Location {
+            address: None,
+            ..frame.location.clone()
+        })
+        .unwrap_or_else(|| Location::named("[unknown]"));
+    (site, kept.iter().map(|f| f.location.clone()).collect())
+}
+
+/// A stack's estimates, rounded for the report.
+fn figures_of(stats: &StackStats) -> Figures {
+    let round = |x: f64| x.max(0.0).round() as u64;
+    // Bytes as the rounded count times the mean size, so that `bytes / objects` is the
+    // stack's mean allocation size to within a byte whatever the count (pprof's `bytes`
+    // label): rounding both estimates apart made a fixed 5000-byte stack read 5001 in
+    // one report and 5000 in the next, and `pprof -base` kept both.
+    let bytes_of = |count: u64, bytes: f64, objects: f64| {
+        if objects > 0.0 {
+            round(count as f64 * (bytes / objects))
+        } else {
+            round(bytes)
+        }
+    };
+    let allocs = round(stats.allocs);
+    let alloc_bytes = bytes_of(allocs, stats.alloc_bytes, stats.allocs);
+    // Live never exceeds allocated, nor peak live, after rounding either.
+    let live_allocs = round(stats.live_allocs).min(allocs);
+    let live_bytes = bytes_of(live_allocs, stats.live_bytes, stats.live_allocs).min(alloc_bytes);
+    Figures {
+        live_bytes,
+        live_allocs,
+        peak_live_bytes: round(stats.peak_live_bytes).max(live_bytes),
+        alloc_bytes,
+        allocs,
+        live_samples: stats.live_samples,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocated_bytes_over_allocations_is_the_mean_size() {
+        for allocs in [1.0, 2.6, 2738.6, 2739.4, 1e9 + 0.5] {
+            let stats = StackStats {
+                allocs,
+                alloc_bytes: allocs * 5000.0,
+                ..StackStats::default()
+            };
+            let figures = figures_of(&stats);
+            let mean = figures.alloc_bytes as f64 / figures.allocs as f64;
+            assert!((mean - 5000.0).abs() < 0.5, "{allocs}: {figures:?}");
+            // Some of them still live: the same holds, and live stays within allocated.
+            let live = allocs * 0.8;
+            let figures = figures_of(&StackStats {
+                live_allocs: live,
+                live_bytes: live * 5000.0,
+                peak_live_bytes: live * 5000.0,
+                ..stats
+            });
+            let mean = figures.live_bytes as f64 / figures.live_allocs as f64;
+            assert!((mean - 5000.0).abs() < 0.5, "{allocs}: {figures:?}");
+            assert!(figures.live_bytes <= figures.alloc_bytes, "{figures:?}");
+            assert!(figures.live_bytes <= figures.peak_live_bytes, "{figures:?}");
+        }
+        let exact = figures_of(&StackStats {
+            allocs: 3.0,
+            alloc_bytes: 14_999.0,
+            ..StackStats::default()
+        });
+        assert_eq!((exact.allocs, exact.alloc_bytes), (3, 14_999));
+    }
+}
