@@ -4,7 +4,7 @@
 //! freed pointer may have been sampled.
 
 use crate::config::{self, Unwind};
-use crate::samples::{self, Sample};
+use crate::samples::{self, Inserted, Sample};
 use crate::{
     capture, clock, counters, filter, lifecycle, reentrancy, sampler, stacks, tracker_memory,
 };
@@ -148,11 +148,12 @@ fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
         stack,
         born_ns: clock::since_start_ns(),
     };
-    if samples::insert(ptr as usize, sample) {
-        filter::add(ptr);
-    } else {
+    match samples::insert(ptr as usize, sample) {
+        Inserted::New => filter::add(ptr),
+        // The stale sample's figures are released; the filter counts the address once.
+        Inserted::Replaced(old) => stacks::record_free(old.stack, old.size, old.weight),
         // Keep the stack's figures consistent with the table: the sample was not kept.
-        stacks::record_free(stack, size, weight);
+        Inserted::Dropped => stacks::record_free(stack, size, weight),
     }
 }
 
@@ -267,7 +268,10 @@ fn settle_sample(ptr: *mut u8, sample: Sample) {
 #[inline(never)]
 fn restore_sample(ptr: *mut u8, sample: Sample) {
     let _guard = reentrancy::enter();
-    if !samples::insert(ptr as usize, sample) {
-        settle_sample(ptr, sample);
+    match samples::insert(ptr as usize, sample) {
+        // Its filter count was never released.
+        Inserted::New => {}
+        Inserted::Replaced(old) => settle_sample(ptr, old),
+        Inserted::Dropped => settle_sample(ptr, sample),
     }
 }

@@ -81,6 +81,8 @@ pub(crate) struct EnvSettings {
     pub(crate) http: Option<std::net::SocketAddr>,
     /// `ALLOC_TRACKER_INTERVAL`: the checkpoint period.
     pub(crate) interval: Option<Duration>,
+    /// `ALLOC_TRACKER_SIGNAL`: the signal that writes a report on demand.
+    pub(crate) signal: Option<libc::c_int>,
 }
 
 static ENV: OnceLock<EnvSettings> = OnceLock::new();
@@ -144,6 +146,9 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
     let interval = read("ALLOC_TRACKER_INTERVAL", &|v| {
         Ok(Setting::Interval(parse_duration(v)?))
     });
+    let signal = read("ALLOC_TRACKER_SIGNAL", &|v| {
+        Ok(Setting::Signal(parse_signal(v)?))
+    });
     let report = read("ALLOC_TRACKER_REPORT", &|v| {
         let (destinations, skipped) = parse_report(v)?;
         Ok(Setting::Report(destinations, skipped))
@@ -167,6 +172,9 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
     if let Some(Setting::Interval(interval)) = interval {
         settings.interval = Some(interval);
     }
+    if let Some(Setting::Signal(signal)) = signal {
+        settings.signal = Some(signal);
+    }
     if let Some(Setting::Report(destinations, skipped)) = report {
         settings.report = Some(destinations);
         warnings.extend(skipped);
@@ -182,6 +190,37 @@ enum Setting {
     Interval(Duration),
     Report(Vec<Destination>, Vec<String>),
     Address(std::net::SocketAddr),
+    Signal(libc::c_int),
+}
+
+/// The signals `ALLOC_TRACKER_SIGNAL` may name: those a program can be sent for its own
+/// purposes, whose default action would otherwise end it.
+const REPORT_SIGNALS: [(&str, libc::c_int); 3] = [
+    ("usr1", libc::SIGUSR1),
+    ("usr2", libc::SIGUSR2),
+    ("hup", libc::SIGHUP),
+];
+
+/// Parses `ALLOC_TRACKER_SIGNAL`: `usr1`, `usr2` or `hup` (any case, `SIG` prefix allowed).
+fn parse_signal(value: &str) -> Result<libc::c_int, String> {
+    let name = value.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("sig").unwrap_or(&name);
+    REPORT_SIGNALS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|&(_, signal)| signal)
+        .ok_or_else(|| "expected usr1, usr2 or hup".to_string())
+}
+
+/// The name of a signal `ALLOC_TRACKER_SIGNAL` may name, as users write it (`SIGUSR2`).
+pub(crate) fn signal_name(signal: libc::c_int) -> String {
+    REPORT_SIGNALS
+        .iter()
+        .find(|&&(_, known)| known == signal)
+        .map_or_else(
+            || format!("signal {signal}"),
+            |(name, _)| format!("SIG{}", name.to_ascii_uppercase()),
+        )
 }
 
 /// Parses `ALLOC_TRACKER_HTTP`: `IP:PORT` (`localhost:PORT` is 127.0.0.1). Without the
@@ -358,6 +397,11 @@ pub(crate) fn interval() -> Option<Duration> {
     env().interval
 }
 
+/// The signal that writes a report on demand, if one is configured.
+pub(crate) fn report_signal() -> Option<libc::c_int> {
+    env().signal
+}
+
 /// Where the exit report goes.
 pub(crate) fn destinations() -> Vec<Destination> {
     env()
@@ -421,11 +465,14 @@ mod tests {
             ("ALLOC_TRACKER_DEPTH", "16"),
             ("ALLOC_TRACKER_UNWIND", "dwarf"),
             ("ALLOC_TRACKER_REPORT", "stderr, out/heap.json"),
+            ("ALLOC_TRACKER_SIGNAL", "SIGUSR2"),
         ]);
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(settings.rate, Some(1));
         assert_eq!(settings.depth, Some(16));
         assert_eq!(settings.unwind, Some(Unwind::Dwarf));
+        assert_eq!(settings.signal, Some(libc::SIGUSR2));
+        assert_eq!(signal_name(libc::SIGUSR2), "SIGUSR2");
         assert_eq!(
             settings.report,
             Some(vec![
@@ -443,9 +490,10 @@ mod tests {
             ("ALLOC_TRACKER_UNWIND", "magic"),
             ("ALLOC_TRACKER_REPORT", ""),
             ("ALLOC_TRACKER_MAX_STACKS", "-5"),
+            ("ALLOC_TRACKER_SIGNAL", "kill"),
         ]);
         assert_eq!(settings, EnvSettings::default());
-        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        assert_eq!(warnings.len(), 6, "{warnings:?}");
         assert!(warnings[0].contains("ALLOC_TRACKER_RATE=\"lots\""));
     }
 

@@ -4,9 +4,15 @@
 //! update is a plain load and store (no locked instruction, no line bouncing between cores).
 //! A thread claims a shard on its first allocation and hands it back when it exits (through
 //! a `pthread_key_create` destructor, which does not allocate); the counts stay in the shard
-//! and the next owner adds to them, so sums over all shards are always right. A thread that
-//! finds no free shard, or allocates after its shard was handed back (in TLS destructors),
-//! uses shard 0 with atomic read-modify-write operations instead: slower, still exact.
+//! and the next owner adds to them, so sums over all shards are always right.
+//!
+//! There is a shard for every thread alive at once: the first [`STATIC_SHARDS`] are a
+//! static table; past them, chunks of [`CHUNK`] shards are allocated as threads need them
+//! (up to [`MAX_SHARDS`] threads at once, far beyond tokio's 512-thread blocking pool) and
+//! kept for reuse. Shards handed back go on a lock-free free list. Only a thread that
+//! allocates after its shard was handed back (in TLS destructors), or that finds no shard
+//! at all, counts in the shared shard 0, with atomic read-modify-write operations: slower,
+//! still exact.
 //!
 //! Live bytes are `allocated − freed` summed over shards. Their peak is not tracked on the
 //! fast path (that would cost a check on every allocation and free): [`note_peak`] sums the
@@ -17,9 +23,18 @@
 
 use crate::report::Stats;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
-const SHARDS: usize = 256;
+/// Shards in the static table (shard 0 is the shared one).
+const STATIC_SHARDS: usize = 256;
+/// Shards per allocated chunk.
+const CHUNK: usize = 256;
+/// Chunks that may be allocated.
+const MAX_CHUNKS: usize = 255;
+/// The most shards, hence threads counting on the fast path at once.
+const MAX_SHARDS: usize = STATIC_SHARDS + CHUNK * MAX_CHUNKS;
 
 /// One thread's counters, alone on its cache lines.
 #[repr(align(128))]
@@ -28,7 +43,10 @@ pub(crate) struct Shard {
     alloc_bytes: AtomicU64,
     frees: AtomicU64,
     freed_bytes: AtomicU64,
+    /// Whether a thread owns it (for a fork child, to take back its parent's threads').
     owned: AtomicBool,
+    /// The next shard on the free list, plus one (0: the end).
+    next_free: AtomicU32,
 }
 
 impl Shard {
@@ -39,21 +57,53 @@ impl Shard {
             frees: AtomicU64::new(0),
             freed_bytes: AtomicU64::new(0),
             owned: AtomicBool::new(false),
+            next_free: AtomicU32::new(0),
         }
+    }
+
+    fn live_bytes(&self) -> i64 {
+        (self.alloc_bytes.load(Ordering::Relaxed) as i64)
+            .wrapping_sub(self.freed_bytes.load(Ordering::Relaxed) as i64)
     }
 }
 
-static SHARD_TABLE: [Shard; SHARDS] = [const { Shard::new() }; SHARDS];
-/// One past the highest shard ever claimed: [`note_peak`] sums no further.
+type Chunk = [Shard; CHUNK];
+
+static SHARD_TABLE: [Shard; STATIC_SHARDS] = [const { Shard::new() }; STATIC_SHARDS];
+static CHUNKS: [AtomicPtr<Chunk>; MAX_CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
+/// One past the highest shard ever handed out: sums go no further.
 static SHARDS_IN_USE: AtomicUsize = AtomicUsize::new(1);
+/// The free list's head: the tag (bumped at every change, so that a stale head is never
+/// mistaken for the current one) in the high half, the shard's index plus one in the low.
+static FREE_HEAD: AtomicU64 = AtomicU64::new(0);
 static PEAK_LIVE: AtomicI64 = AtomicI64::new(0);
 /// The `pthread_key_t` whose destructor returns a thread's shard (`usize::MAX`: none yet).
 static RELEASE_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// This thread's claim: 0 = none yet, 1..SHARDS = the shard it owns, RETIRED = handed back
-/// (it then counts in the shared shard 0).
+/// This thread's claim: 0 = none yet, 1..MAX_SHARDS = the shard it owns, RETIRED = handed
+/// back (it then counts in the shared shard 0).
 const UNCLAIMED: usize = 0;
 const RETIRED: usize = usize::MAX;
+
+/// The shard at `index`, if it exists (its chunk allocated).
+fn shard(index: usize) -> Option<&'static Shard> {
+    if index < STATIC_SHARDS {
+        return Some(&SHARD_TABLE[index]);
+    }
+    let beyond = index - STATIC_SHARDS;
+    let chunk = CHUNKS.get(beyond / CHUNK)?.load(Ordering::Acquire);
+    // SAFETY: a non-null chunk pointer is a mapping of zeroed shards, never unmapped once
+    // installed.
+    let chunk: &'static Chunk = unsafe { chunk.as_ref()? };
+    Some(&chunk[beyond % CHUNK])
+}
+
+/// Every shard handed out so far (the shared one included).
+fn shards_in_use() -> impl Iterator<Item = &'static Shard> {
+    let in_use = SHARDS_IN_USE.load(Ordering::Acquire).min(MAX_SHARDS);
+    (0..in_use).filter_map(shard)
+}
 
 thread_local! {
     /// The shard this thread counts in with plain loads and stores, or null when it must take
@@ -76,7 +126,7 @@ fn bump(counter: &AtomicU64, delta: u64) {
 #[inline(always)]
 fn fast_shard() -> Option<&'static Shard> {
     let shard = FAST_SHARD.with(Cell::get);
-    // SAFETY: FAST_SHARD is null or points into the static SHARD_TABLE.
+    // SAFETY: FAST_SHARD is null or points to a shard, which lives for the whole process.
     unsafe { shard.as_ref() }
 }
 
@@ -105,11 +155,7 @@ pub(crate) fn count_free(size: usize) -> bool {
 
 /// Raises the recorded peak to the live bytes now (a sum over the shards in use).
 pub(crate) fn note_peak() {
-    let in_use = SHARDS_IN_USE.load(Ordering::Relaxed).min(SHARDS);
-    let live = SHARD_TABLE[..in_use].iter().fold(0i64, |live, shard| {
-        live.wrapping_add(shard.alloc_bytes.load(Ordering::Relaxed) as i64)
-            .wrapping_sub(shard.freed_bytes.load(Ordering::Relaxed) as i64)
-    });
+    let live = shards_in_use().fold(0i64, |live, shard| live.wrapping_add(shard.live_bytes()));
     PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
 }
 
@@ -148,7 +194,7 @@ fn claim_if_new() -> bool {
     match claim_shard() {
         Some(index) => {
             CLAIM.with(|c| c.set(index));
-            FAST_SHARD.with(|s| s.set(&SHARD_TABLE[index]));
+            FAST_SHARD.with(|s| s.set(shard(index).map_or(std::ptr::null(), |s| s)));
             true
         }
         None => {
@@ -174,20 +220,125 @@ pub(crate) fn resume_fast_path(saved: *const Shard) {
 /// Claims a free shard for this thread and arranges for its return at thread exit.
 fn claim_shard() -> Option<usize> {
     let key = release_key()?;
-    let index = (1..SHARDS).find(|&i| {
-        SHARD_TABLE[i]
-            .owned
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    })?;
-    SHARDS_IN_USE.fetch_max(index + 1, Ordering::Relaxed);
+    let index = pop_free().or_else(new_shard)?;
+    let claimed = shard(index)?;
+    claimed.owned.store(true, Ordering::Relaxed);
     // SAFETY: `key` came from pthread_key_create; the value is an integer in pointer form,
     // never dereferenced. glibc stores the first 32 keys' values without allocating.
     if unsafe { libc::pthread_setspecific(key, index as *const libc::c_void) } != 0 {
-        SHARD_TABLE[index].owned.store(false, Ordering::Release);
+        hand_back(index);
         return None;
     }
     Some(index)
+}
+
+/// A shard never handed out before (allocating its chunk if it is the chunk's first).
+fn new_shard() -> Option<usize> {
+    let index = SHARDS_IN_USE.fetch_add(1, Ordering::AcqRel);
+    if index >= MAX_SHARDS {
+        SHARDS_IN_USE.fetch_sub(1, Ordering::AcqRel);
+        return None;
+    }
+    if index >= STATIC_SHARDS {
+        let slot = &CHUNKS[(index - STATIC_SHARDS) / CHUNK];
+        if slot.load(Ordering::Acquire).is_null() {
+            let chunk = map_chunk()?;
+            if slot
+                .compare_exchange(
+                    std::ptr::null_mut(),
+                    chunk,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+            {
+                // SAFETY: another thread installed its chunk first; ours, just mapped, was
+                // never shared.
+                unsafe { unmap_chunk(chunk) };
+            }
+        }
+    }
+    Some(index)
+}
+
+/// Maps a zeroed chunk of shards straight from the kernel (all-zero bytes are valid
+/// shards, and page alignment satisfies theirs): not through the global allocator, whose
+/// fast path this module is. Counted as the tracker's memory.
+fn map_chunk() -> Option<*mut Chunk> {
+    let size = std::mem::size_of::<Chunk>();
+    // SAFETY: an anonymous private mapping with no address hint has no preconditions.
+    let mapped = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        return None;
+    }
+    crate::tracker_memory::on_alloc(size);
+    Some(mapped.cast())
+}
+
+/// Unmaps a chunk that [`map_chunk`] made.
+///
+/// # Safety
+/// `chunk` came from [`map_chunk`] and nothing refers to it.
+unsafe fn unmap_chunk(chunk: *mut Chunk) {
+    let size = std::mem::size_of::<Chunk>();
+    // SAFETY: forwarded from the caller: the whole mapping is ours and unused.
+    unsafe { libc::munmap(chunk.cast(), size) };
+    crate::tracker_memory::on_free(size);
+}
+
+/// Takes a shard off the free list.
+fn pop_free() -> Option<usize> {
+    let mut head = FREE_HEAD.load(Ordering::Acquire);
+    loop {
+        let first = (head & u64::from(u32::MAX)) as usize;
+        let index = first.checked_sub(1)?;
+        let next = u64::from(shard(index)?.next_free.load(Ordering::Relaxed));
+        let new = ((head >> 32).wrapping_add(1) << 32) | next;
+        match FREE_HEAD.compare_exchange_weak(head, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(index),
+            Err(current) => head = current,
+        }
+    }
+}
+
+/// Puts a shard on the free list.
+fn hand_back(index: usize) {
+    let Some(returned) = shard(index).filter(|_| index != 0) else {
+        return;
+    };
+    returned.owned.store(false, Ordering::Relaxed);
+    let mut head = FREE_HEAD.load(Ordering::Acquire);
+    loop {
+        returned
+            .next_free
+            .store((head & u64::from(u32::MAX)) as u32, Ordering::Relaxed);
+        let new = ((head >> 32).wrapping_add(1) << 32) | (index as u64 + 1);
+        match FREE_HEAD.compare_exchange_weak(head, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(current) => head = current,
+        }
+    }
+}
+
+/// In a fork child: the shards of the parent's other threads (which did not come along)
+/// go back on the free list.
+pub(crate) fn reclaim_in_fork_child() {
+    let mine = CLAIM.with(Cell::get);
+    let in_use = SHARDS_IN_USE.load(Ordering::Acquire).min(MAX_SHARDS);
+    for index in 1..in_use {
+        if index != mine && shard(index).is_some_and(|s| s.owned.load(Ordering::Relaxed)) {
+            hand_back(index);
+        }
+    }
 }
 
 fn release_key() -> Option<libc::pthread_key_t> {
@@ -206,19 +357,16 @@ fn release_key() -> Option<libc::pthread_key_t> {
 /// Thread-exit destructor: hands the shard back.
 /// Anything the thread frees after this (in later destructors) goes to the shared shard.
 extern "C" fn release_shard(value: *mut libc::c_void) {
-    let index = value as usize;
     FAST_SHARD.with(|s| s.set(std::ptr::null()));
     CLAIM.with(|c| c.set(RETIRED));
-    if let Some(shard) = SHARD_TABLE.get(index).filter(|_| index != 0) {
-        shard.owned.store(false, Ordering::Release);
-    }
+    hand_back(value as usize);
 }
 
 /// Sums every shard. Threads keep running meanwhile, so figures read at different instants
 /// may be off by the operations in flight.
 pub(crate) fn totals() -> Stats {
     let (mut allocs, mut alloc_bytes, mut frees, mut freed_bytes) = (0u64, 0u64, 0u64, 0u64);
-    for shard in &SHARD_TABLE {
+    for shard in shards_in_use() {
         allocs = allocs.wrapping_add(shard.allocs.load(Ordering::Relaxed));
         alloc_bytes = alloc_bytes.wrapping_add(shard.alloc_bytes.load(Ordering::Relaxed));
         frees = frees.wrapping_add(shard.frees.load(Ordering::Relaxed));

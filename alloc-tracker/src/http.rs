@@ -20,11 +20,12 @@
 
 use crate::export::pprof::PprofOptions;
 use crate::process::TRACKER_FDS;
+use crate::spin::SpinLock;
 use crate::threads::spawn;
 use crate::{clock, output, process, snapshot};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Connections answered at once; more get `503 Service Unavailable`.
@@ -63,10 +64,15 @@ pub fn serve(address: impl ToSocketAddrs) -> io::Result<SocketAddr> {
 /// Starts the server for `ALLOC_TRACKER_HTTP` (from the tracker's start-up, possibly inside
 /// an allocation: only a thread is created here; it binds and says where on stderr).
 pub(crate) fn start_from_env(address: SocketAddr) {
+    *ENV_ADDRESS.lock() = Some(address);
     let started = spawn(Box::new(move || match TcpListener::bind(address) {
         Ok(listener) => {
             let bound = listener.local_addr().unwrap_or(address);
-            output::warn(&format!("serving /debug/pprof/heap on http://{bound}"));
+            // SAFETY: getpid has no preconditions.
+            let pid = unsafe { libc::getpid() };
+            output::warn(&format!(
+                "serving /debug/pprof/heap on http://{bound} (pid {pid})"
+            ));
             accept_loop(listener);
         }
         Err(e) => output::warn(&format!(
@@ -80,8 +86,44 @@ pub(crate) fn start_from_env(address: SocketAddr) {
     }
 }
 
+/// The listening sockets of this process's servers (-1: a free slot), so that a fork child
+/// can close its copies: the port stays the parent's.
+static LISTENERS: [AtomicI32; 8] = [const { AtomicI32::new(-1) }; 8];
+
+/// The address `ALLOC_TRACKER_HTTP` asked for, if a server was started from it: a fork child
+/// that goes on running serves on the same interface, on a port of its own.
+static ENV_ADDRESS: SpinLock<Option<SocketAddr>> = SpinLock::new(None);
+
+/// In a fork child: closes the listening sockets inherited from the parent.
+pub(crate) fn after_fork_child() {
+    for slot in &LISTENERS {
+        let fd = slot.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            // SAFETY: `fd` is a listening socket of the parent's server, inherited by this
+            // child, whose accepting thread did not come along; nothing else uses it here.
+            unsafe { libc::close(fd) };
+            TRACKER_FDS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// In a fork child that goes on running: serves `ALLOC_TRACKER_HTTP`'s interface again, on
+/// a free port (said on stderr), if the parent served it.
+pub(crate) fn restart_after_fork() {
+    let address = *ENV_ADDRESS.lock();
+    if let Some(mut address) = address {
+        address.set_port(0);
+        start_from_env(address);
+    }
+}
+
 fn accept_loop(listener: TcpListener) {
     TRACKER_FDS.fetch_add(1, Ordering::Relaxed);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let _ = LISTENERS.iter().find(|slot| {
+        slot.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    });
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => Connection::new(stream),

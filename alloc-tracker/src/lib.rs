@@ -90,6 +90,7 @@ mod reentrancy;
 mod report;
 mod sampler;
 mod samples;
+mod signals;
 mod snapshot;
 mod spin;
 mod stacks;
@@ -98,6 +99,7 @@ mod threads;
 mod tracker_memory;
 mod trend;
 pub mod units;
+mod writer;
 
 pub use crate::alloc::Tracker;
 pub use crate::config::{Unwind, DEFAULT_SAMPLE_RATE};
@@ -173,5 +175,6 @@ pub fn checkpoint() {
 /// default), for programs that end in a way the exit report does not cover. The exit
 /// report is still written at exit.
 pub fn write_report() {
-    lifecycle::write_report_now();
+    let _guard = reentrancy::enter();
+    writer::write_on_demand();
 }

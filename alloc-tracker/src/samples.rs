@@ -41,28 +41,40 @@ fn shard(ptr: usize) -> &'static Shard {
     &SHARD_TABLE[(hash(ptr) >> (64 - SHARD_BITS)) as usize]
 }
 
-/// Records a sample at `ptr`; `false` (and the sample counted as dropped) when the table is
-/// full or cannot grow.
-pub(crate) fn insert(ptr: usize, sample: Sample) -> bool {
+/// What [`insert`] did.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Inserted {
+    /// The sample is in the table.
+    New,
+    /// The sample replaced one already at `ptr` (which cannot happen while every sample is
+    /// removed before its block is freed): the old sample is returned, for its figures to
+    /// be released. The filter already counts this address once.
+    Replaced(Sample),
+    /// The table is full or cannot grow: the sample was dropped (and counted as such).
+    Dropped,
+}
+
+/// Records a sample at `ptr`.
+pub(crate) fn insert(ptr: usize, sample: Sample) -> Inserted {
     let mut table = shard(ptr).lock();
     // The cap is per shard (no global counter for every sample to contend on).
     if table.len() >= MAX_LIVE_SAMPLES / SHARDS || table.try_reserve(1, |(p, _)| hash(*p)).is_err()
     {
         drop(table);
         DROPPED.fetch_add(1, Ordering::Relaxed);
-        return false;
+        return Inserted::Dropped;
     }
     match table.entry(hash(ptr), |(p, _)| *p == ptr, |(p, _)| hash(*p)) {
         hashbrown::hash_table::Entry::Occupied(mut entry) => {
-            // A stale sample at a reused address cannot happen (samples are removed before
-            // the block is freed); should one appear, the new block replaces it.
-            entry.get_mut().1 = sample;
+            debug_assert!(false, "a sample at {ptr:#x} was never removed");
+            let old = std::mem::replace(&mut entry.get_mut().1, sample);
+            Inserted::Replaced(old)
         }
         hashbrown::hash_table::Entry::Vacant(entry) => {
             entry.insert((ptr, sample));
+            Inserted::New
         }
     }
-    true
 }
 
 /// Removes and returns the sample at `ptr`, if there is one.
@@ -141,5 +153,38 @@ pub(crate) unsafe fn unlock_all() {
     for shard in &SHARD_TABLE {
         // SAFETY: the caller guarantees that `lock_all` took this lock.
         unsafe { shard.unlock_raw() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(size: usize) -> Sample {
+        Sample {
+            size,
+            weight: 1.0,
+            stack: 7,
+            born_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_sample_is_found_once_and_removed() {
+        let ptr = 0x7000_0000_1000;
+        assert_eq!(insert(ptr, sample(10)), Inserted::New);
+        assert_eq!(remove(ptr), Some(sample(10)));
+        assert_eq!(remove(ptr), None);
+    }
+
+    /// A duplicate means a free was missed: debug builds stop there; release builds hand
+    /// back the stale sample so that its bytes are released, not leaked for good.
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "was never removed"))]
+    fn a_duplicate_hands_back_the_stale_sample() {
+        let ptr = 0x7000_0000_2000;
+        assert_eq!(insert(ptr, sample(10)), Inserted::New);
+        assert_eq!(insert(ptr, sample(20)), Inserted::Replaced(sample(10)));
+        assert_eq!(remove(ptr), Some(sample(20)));
     }
 }

@@ -36,6 +36,30 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// Takes the lock without a guard if it is free; pair a `true` with
+    /// [`SpinLock::unlock_raw`].
+    pub(crate) fn try_lock_raw(&self) -> bool {
+        !self.locked.load(Ordering::Relaxed)
+            && self
+                .locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Replaces the value and frees the lock, whoever held it, without dropping the old
+    /// value (which its holder may have left half-changed): for a fork child whose parent
+    /// forked while another thread held the lock. The old value is leaked.
+    ///
+    /// # Safety
+    /// No thread may hold or use this lock: true in a fork child, whose only thread is the
+    /// one that forked (and which did not hold it).
+    pub(crate) unsafe fn reset_in_fork_child(&self, value: T) {
+        // SAFETY: the caller guarantees that nobody else holds or reads the value; `write`
+        // does not drop what it overwrites.
+        unsafe { std::ptr::write(self.value.get(), value) };
+        self.locked.store(false, Ordering::Release);
+    }
+
     /// Takes the lock without a guard; pair with [`SpinLock::unlock_raw`].
     pub(crate) fn lock_raw(&self) {
         let mut spins = 0u32;

@@ -51,6 +51,9 @@ pub(crate) fn release_debug_info() {
     if !DEBUG_INFO_LOADED.swap(false, Ordering::Relaxed) {
         return;
     }
+    if BACKTRACE_UNUSABLE.load(Ordering::Relaxed) {
+        return;
+    }
     let before = crate::tracker_memory::live_bytes();
     backtrace::clear_symbol_cache();
     let freed = before.saturating_sub(crate::tracker_memory::live_bytes());
@@ -69,7 +72,13 @@ fn resolve_uncached(address: usize) -> Vec<Frame> {
     let mut frames = Vec::new();
     // A return address points after the call; the call itself is one byte before.
     let lookup = address.saturating_sub(1);
-    backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
+    let usable = !BACKTRACE_UNUSABLE.load(Ordering::Relaxed);
+    let resolve = |callback: &mut dyn FnMut(&backtrace::Symbol)| {
+        if usable {
+            backtrace::resolve(lookup as *mut std::ffi::c_void, callback);
+        }
+    };
+    resolve(&mut |symbol| {
         let function = symbol
             .name()
             .map(|name| format!("{name:#}"))
@@ -156,17 +165,35 @@ pub(crate) fn pick_site(frames: &[Frame]) -> Option<&Frame> {
         .or_else(|| frames.first())
 }
 
-/// Takes the cache lock (before `fork`).
-pub(crate) fn lock_all() {
-    CACHE.lock_raw();
+/// Takes the cache lock before `fork` if it is free; `false` when a report holds it (it
+/// may for seconds, loading debug info: `fork` must not wait for that).
+pub(crate) fn try_lock_all() -> bool {
+    CACHE.try_lock_raw()
 }
 
-/// Releases the lock taken by [`lock_all`].
+/// Set in a fork child whose parent forked while a report was symbolizing: the state the
+/// `backtrace` crate keeps behind its own lock may be half-built (and that lock held by a
+/// thread that is not here), so this process names frames without it.
+static BACKTRACE_UNUSABLE: AtomicBool = AtomicBool::new(false);
+
+/// In a fork child whose parent forked while a report held the cache lock: starts a fresh
+/// cache (the old one may be half-changed, and is leaked) and stops using the `backtrace`
+/// crate's resolver, whose lock may be held by a thread that did not come along. Frames are
+/// then named by their address alone.
+pub(crate) fn abandon_in_fork_child() {
+    BACKTRACE_UNUSABLE.store(true, Ordering::Relaxed);
+    // SAFETY: called in a fork child, from its atfork handler: its only thread is the one
+    // that forked, which did not hold this lock.
+    unsafe { CACHE.reset_in_fork_child(None) };
+}
+
+/// Releases the lock taken by [`try_lock_all`].
 ///
 /// # Safety
-/// [`lock_all`] must have been called by this thread (or by the parent, in a fork child).
+/// [`try_lock_all`] must have taken it, on this thread (or on the parent's, in a fork
+/// child).
 pub(crate) unsafe fn unlock_all() {
-    // SAFETY: the caller guarantees that `lock_all` took this lock.
+    // SAFETY: the caller guarantees that `try_lock_all` took this lock.
     unsafe { CACHE.unlock_raw() }
 }
 

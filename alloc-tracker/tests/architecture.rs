@@ -35,7 +35,9 @@ const LAYERS: &[&str] = &[
     // From the tables to a report.
     "symbolize",
     "snapshot",
-    // The ends of the process and the live endpoint.
+    // Writing reports, and when: on signals, over HTTP, at the ends of the process.
+    "writer",
+    "signals",
     "http",
     "lifecycle",
     // The allocator front, and the crate root.

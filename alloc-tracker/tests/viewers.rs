@@ -121,7 +121,8 @@ fn parent() {
                 panic!("no server address on the child's stderr: {child_stderr:#?}")
             });
         if let Some(address) = line.split("serving /debug/pprof/heap on http://").nth(1) {
-            break address.trim().to_string();
+            // "127.0.0.1:PORT (pid N)"
+            break address.split_whitespace().next().unwrap_or("").to_string();
         }
         child_stderr.push(line);
     };
