@@ -75,7 +75,10 @@ fn build(inputs: Inputs) -> Report {
         checkpoints,
         depth,
     } = inputs;
-    let mut by_site: HashMap<Location, Vec<(StackId, Stack)>> = HashMap::new();
+    // Each stack with its id and its live bytes unrounded (the trend's latest point must be
+    // on the checkpoints' scale: a rounded figure a byte below the last checkpoint would
+    // read as a fall).
+    let mut by_site: HashMap<Location, Vec<(StackId, Stack, f64)>> = HashMap::new();
     for snapshot in stacks {
         let figures = figures_of(&snapshot.stats);
         let (site, frames) = if snapshot.id == OTHER_STACKS {
@@ -83,16 +86,18 @@ fn build(inputs: Inputs) -> Report {
         } else {
             symbolize_stack(&snapshot.frames, depth)
         };
-        by_site
-            .entry(site)
-            .or_default()
-            .push((snapshot.id, Stack { figures, frames }));
+        by_site.entry(site).or_default().push((
+            snapshot.id,
+            Stack { figures, frames },
+            snapshot.stats.live_bytes,
+        ));
     }
     let mut sites: Vec<Site> = by_site
         .into_iter()
         .map(|(site, stacks)| {
-            let ids: Vec<StackId> = stacks.iter().map(|(id, _)| *id).collect();
-            let mut stacks: Vec<Stack> = stacks.into_iter().map(|(_, stack)| stack).collect();
+            let ids: Vec<StackId> = stacks.iter().map(|(id, ..)| *id).collect();
+            let live_now: f64 = stacks.iter().map(|(.., live)| live.max(0.0)).sum();
+            let mut stacks: Vec<Stack> = stacks.into_iter().map(|(_, stack, _)| stack).collect();
             stacks.sort_by(|a, b| {
                 (b.figures.live_bytes, b.figures.alloc_bytes)
                     .cmp(&(a.figures.live_bytes, a.figures.alloc_bytes))
@@ -106,7 +111,7 @@ fn build(inputs: Inputs) -> Report {
                 site,
                 frames: stacks.first().map(|s| s.frames.clone()).unwrap_or_default(),
                 stacks,
-                trend: site_trend(&ids, &checkpoints, now_ns, figures.live_bytes),
+                trend: site_trend(&ids, &checkpoints, now_ns, live_now),
                 age: site_age(&ids, &births, now_ns),
             }
         })
@@ -150,7 +155,7 @@ fn site_trend(
     ids: &[StackId],
     checkpoints: &[Checkpoint],
     now_ns: u64,
-    live_now: u64,
+    live_now: f64,
 ) -> Option<Trend> {
     if checkpoints.is_empty() {
         return None;
@@ -169,7 +174,7 @@ fn site_trend(
     {
         series.push(Point {
             at_s: now_ns as f64 / 1e9,
-            live_bytes: live_now as f64,
+            live_bytes: live_now,
         });
     }
     trend::trend(&series)
