@@ -78,62 +78,162 @@ impl<A> Tracker<A> {
         (self.code_rate != UNSET_RATE).then_some(self.code_rate)
     }
 
-    /// Counts an allocation and runs the sampling countdown.
+    /// Counts an allocation and runs the sampling countdown: the fast path is one load of
+    /// this thread's shard, one test of its countdown, two counter updates.
     #[inline(always)]
     fn after_alloc(&self, ptr: *mut u8, size: usize) {
-        if !counters::count_alloc(size) {
-            return self.after_alloc_slow(ptr, size);
-        }
-        if sampler::countdown_expired(size) {
-            self.at_sample_point(ptr, size);
+        let shard = counters::this_thread();
+        if shard.sampler.take(size) {
+            shard.count_alloc(size);
+        } else {
+            self.after_alloc_slow(ptr, size);
         }
     }
 
-    /// [`Self::after_alloc`] for a thread off the counters' fast path: tracker code, or a
-    /// thread without its own counter shard.
+    /// [`Self::after_alloc`] when the countdown ran out, or for a thread off the fast path:
+    /// tracker code, or a thread without a counter shard of its own (yet, or any more).
     #[cold]
     #[inline(never)]
     fn after_alloc_slow(&self, ptr: *mut u8, size: usize) {
         if reentrancy::is_busy() {
+            counters::hold_off();
             tracker_memory::on_alloc(size);
             return;
         }
-        counters::count_alloc_slow(size);
-        if sampler::countdown_expired(size) {
-            self.at_sample_point(ptr, size);
-        }
-    }
-
-    /// Counts a free and removes its sample, if it has one. Runs before the inner free, so
-    /// that the address cannot be handed out (and sampled) again while its old sample
-    /// is still in the table.
-    #[inline(always)]
-    fn before_free(&self, ptr: *mut u8, size: usize) {
-        if !counters::count_free(size) {
-            if reentrancy::is_busy() {
-                tracker_memory::on_free(size);
+        let mut shard = counters::this_thread();
+        if shard.is_off_fast_path() {
+            let Some(claimed) = counters::claim() else {
+                // In TLS destructors, after the thread handed its shard back: counted, not
+                // sampled.
+                counters::count_alloc_shared(size);
+                return;
+            };
+            shard = claimed;
+            // The thread's first allocation starts its countdown.
+            if shard.sampler.take(size) {
+                shard.count_alloc(size);
                 return;
             }
-            counters::count_free_slow(size);
+        }
+        shard.count_alloc(size);
+        self.at_sample_point(shard, ptr, size);
+    }
+
+    /// Counts a free, and removes its sample if it has one, for a thread off the fast path
+    /// or a pointer the filter cannot clear. Runs before the inner free, so that the address
+    /// cannot be handed out (and sampled) again while its old sample is still in the table.
+    #[cold]
+    #[inline(never)]
+    fn before_free_slow(&self, ptr: *mut u8, size: usize) {
+        if reentrancy::is_busy() {
+            counters::hold_off();
+            tracker_memory::on_free(size);
+            return;
+        }
+        let shard = counters::this_thread();
+        if !shard.is_off_fast_path() {
+            shard.count_free(size);
+        } else if let Some(claimed) = counters::claim() {
+            claimed.count_free(size);
+        } else {
+            counters::count_free_shared(size);
         }
         if filter::may_be_sampled(ptr) {
             forget_sample(ptr);
         }
     }
 
-    /// The countdown ran out: decide, and record the sample if this allocation is one.
+    /// The countdown of `shard`'s thread ran out: decide, and record the sample if this
+    /// allocation is one.
     #[cold]
     #[inline(never)]
-    fn at_sample_point(&self, ptr: *mut u8, size: usize) {
+    fn at_sample_point(&self, shard: &counters::Shard, ptr: *mut u8, size: usize) {
         let _guard = reentrancy::enter();
         lifecycle::ensure_started();
-        counters::note_peak();
+        counters::note_peak(shard);
         let rate = config::effective_rate(self.code_rate());
         sampler::note_rate_in_use(rate);
-        if let Some(weight) = sampler::expired(size, rate) {
+        if let Some(weight) = shard.sampler.expired(size, rate) {
             let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
             record_sample(ptr, size, weight, unwind);
         }
+    }
+
+    /// `realloc` for the cases the fast path leaves: tracker code, a thread off the fast
+    /// path, an old block that may hold a sample.
+    #[cold]
+    #[inline(never)]
+    unsafe fn realloc_slow(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8
+    where
+        A: GlobalAlloc,
+    {
+        if reentrancy::is_busy() {
+            counters::hold_off();
+            // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+            let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+            if !new.is_null() {
+                tracker_memory::on_free(layout.size());
+                tracker_memory::on_alloc(new_size);
+            }
+            return new;
+        }
+        // Take the old block's sample out first: once `inner` frees the old address, another
+        // thread may be handed it and sample it.
+        let old_sample = if filter::may_be_sampled(ptr) {
+            take_sample(ptr)
+        } else {
+            None
+        };
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if new.is_null() {
+            // The old block is still the program's: put its sample back.
+            if let Some(sample) = old_sample {
+                restore_sample(ptr, sample);
+            }
+            return new;
+        }
+        if let Some(sample) = old_sample {
+            settle_sample(sample);
+        }
+        let shard = counters::this_thread();
+        if shard.is_off_fast_path() {
+            match counters::claim() {
+                Some(claimed) => {
+                    claimed.count_free(layout.size());
+                    if claimed.sampler.take(new_size) {
+                        claimed.count_alloc(new_size);
+                    } else {
+                        claimed.count_alloc(new_size);
+                        self.at_sample_point(claimed, new, new_size);
+                    }
+                }
+                None => {
+                    counters::count_free_shared(layout.size());
+                    counters::count_alloc_shared(new_size);
+                }
+            }
+            return new;
+        }
+        shard.count_free(layout.size());
+        shard.count_alloc(new_size);
+        if !shard.sampler.take(new_size) {
+            self.at_sample_point(shard, new, new_size);
+        }
+        new
+    }
+
+    /// `dealloc` for the cases the fast path leaves (see [`Self::before_free_slow`]).
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout)
+    where
+        A: GlobalAlloc,
+    {
+        self.before_free_slow(ptr, layout.size());
+        // SAFETY: the caller guarantees `ptr` came from this allocator with `layout`; we
+        // passed both to `inner` unchanged when it was allocated.
+        unsafe { self.inner.dealloc(ptr, layout) }
     }
 }
 
@@ -149,8 +249,8 @@ fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
         born_ns: clock::since_start_ns(),
     };
     match samples::insert(ptr as usize, sample) {
-        Inserted::New => filter::add(ptr),
-        // The stale sample's figures are released; the filter counts the address once.
+        Inserted::New => {}
+        // The stale sample's figures are released.
         Inserted::Replaced(old) => stacks::record_free(old.stack, old.size, old.weight),
         // Keep the stack's figures consistent with the table: the sample was not kept.
         Inserted::Dropped => stacks::record_free(stack, size, weight),
@@ -163,7 +263,6 @@ fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
 fn forget_sample(ptr: *mut u8) {
     let _guard = reentrancy::enter();
     if let Some(sample) = samples::remove(ptr as usize) {
-        filter::remove(ptr);
         stacks::record_free(sample.stack, sample.size, sample.weight);
     }
 }
@@ -196,7 +295,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracker<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.before_free(ptr, layout.size());
+        let shard = counters::this_thread();
+        if !shard.sampler.running() || filter::may_be_sampled(ptr) {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.dealloc_slow(ptr, layout) };
+        }
+        shard.count_free(layout.size());
         // SAFETY: the caller guarantees `ptr` came from this allocator with `layout`; we
         // passed both to `inner` unchanged when it was allocated.
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -204,49 +308,29 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracker<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if reentrancy::is_busy() {
-            // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-            let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
-            if !new.is_null() {
-                tracker_memory::on_free(layout.size());
-                tracker_memory::on_alloc(new_size);
-            }
-            return new;
+        let shard = counters::this_thread();
+        if !shard.sampler.running() || filter::may_be_sampled(ptr) {
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.realloc_slow(ptr, layout, new_size) };
         }
-        // Take the old block's sample out first: once `inner` frees the old address, another
-        // thread may be handed it and sample it.
-        let old_sample = if filter::may_be_sampled(ptr) {
-            take_sample(ptr)
-        } else {
-            None
-        };
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
         let new = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if new.is_null() {
-            // The old block is still the program's: put its sample back.
-            if let Some(sample) = old_sample {
-                restore_sample(ptr, sample);
-            }
             return new;
         }
-        if let Some(sample) = old_sample {
-            settle_sample(ptr, sample);
-        }
-        if !counters::count_free(layout.size()) {
-            counters::count_free_slow(layout.size());
-        }
-        if !counters::count_alloc(new_size) {
-            counters::count_alloc_slow(new_size);
-        }
-        if sampler::countdown_expired(new_size) {
-            self.at_sample_point(new, new_size);
+        shard.count_free(layout.size());
+        if shard.sampler.take(new_size) {
+            shard.count_alloc(new_size);
+        } else {
+            shard.count_alloc(new_size);
+            self.at_sample_point(shard, new, new_size);
         }
         new
     }
 }
 
-/// Takes the sample at `ptr` out of the table (its filter count and figures stay until
-/// [`settle_sample`] or [`restore_sample`]).
+/// Takes the sample at `ptr` out of the table (its figures stay until [`settle_sample`] or
+/// [`restore_sample`]).
 #[cold]
 #[inline(never)]
 fn take_sample(ptr: *mut u8) -> Option<Sample> {
@@ -257,9 +341,8 @@ fn take_sample(ptr: *mut u8) -> Option<Sample> {
 /// Finishes removing a sample taken by [`take_sample`]: its block is gone.
 #[cold]
 #[inline(never)]
-fn settle_sample(ptr: *mut u8, sample: Sample) {
+fn settle_sample(sample: Sample) {
     let _guard = reentrancy::enter();
-    filter::remove(ptr);
     stacks::record_free(sample.stack, sample.size, sample.weight);
 }
 
@@ -269,9 +352,8 @@ fn settle_sample(ptr: *mut u8, sample: Sample) {
 fn restore_sample(ptr: *mut u8, sample: Sample) {
     let _guard = reentrancy::enter();
     match samples::insert(ptr as usize, sample) {
-        // Its filter count was never released.
         Inserted::New => {}
-        Inserted::Replaced(old) => settle_sample(ptr, old),
-        Inserted::Dropped => settle_sample(ptr, sample),
+        Inserted::Replaced(old) => settle_sample(old),
+        Inserted::Dropped => settle_sample(sample),
     }
 }

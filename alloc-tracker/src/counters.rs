@@ -22,6 +22,7 @@
 //! about one sampling interval (512 KiB by default) of growth per allocating thread.
 
 use crate::report::Stats;
+use crate::sampler::ThreadSampler;
 use std::cell::Cell;
 use std::sync::atomic::{
     AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
@@ -43,6 +44,10 @@ pub(crate) struct Shard {
     alloc_bytes: AtomicU64,
     frees: AtomicU64,
     freed_bytes: AtomicU64,
+    /// The owner's sampling countdown: the fast path's one test (see `sampler`).
+    pub(crate) sampler: ThreadSampler,
+    /// The owner's own live bytes when it last raised the peak (see [`note_peak`]).
+    peak_noted: AtomicI64,
     /// Whether a thread owns it (for a fork child, to take back its parent's threads').
     owned: AtomicBool,
     /// The next shard on the free list, plus one (0: the end).
@@ -56,9 +61,31 @@ impl Shard {
             alloc_bytes: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             freed_bytes: AtomicU64::new(0),
+            sampler: ThreadSampler::new(),
+            peak_noted: AtomicI64::new(0),
             owned: AtomicBool::new(false),
             next_free: AtomicU32::new(0),
         }
+    }
+
+    /// Counts an allocation of `size` bytes (the owner only: plain loads and stores).
+    #[inline(always)]
+    pub(crate) fn count_alloc(&self, size: usize) {
+        bump(&self.allocs, 1);
+        bump(&self.alloc_bytes, size as u64);
+    }
+
+    /// Counts a free of `size` bytes (the owner only).
+    #[inline(always)]
+    pub(crate) fn count_free(&self, size: usize) {
+        bump(&self.frees, 1);
+        bump(&self.freed_bytes, size as u64);
+    }
+
+    /// Whether this is the stand-in of threads off the fast path (see [`this_thread`]).
+    #[inline]
+    pub(crate) fn is_off_fast_path(&self) -> bool {
+        std::ptr::eq(self, &OFF_FAST_PATH)
     }
 
     fn live_bytes(&self) -> i64 {
@@ -105,11 +132,16 @@ fn shards_in_use() -> impl Iterator<Item = &'static Shard> {
     (0..in_use).filter_map(shard)
 }
 
+/// The stand-in shard of every thread off the fast path: one with no shard of its own yet
+/// (or any more, in TLS destructors), or running tracker code. Its countdown never runs
+/// (see [`ThreadSampler::hold_off`]), so such a thread's every allocation and free takes
+/// the slow path, which counts it where it belongs; its counters are never written.
+static OFF_FAST_PATH: Shard = Shard::new();
+
 thread_local! {
-    /// The shard this thread counts in with plain loads and stores, or null when it must take
-    /// the slow path: no shard claimed yet, shard handed back, or tracker code running (the
-    /// reentrancy guard suspends it). One load and one test decide the fast path.
-    static FAST_SHARD: Cell<*const Shard> = const { Cell::new(std::ptr::null()) };
+    /// The shard this thread counts in with plain loads and stores: its own, or
+    /// [`OFF_FAST_PATH`]. One load of it and one test of its countdown decide the fast path.
+    static FAST_SHARD: Cell<*const Shard> = const { Cell::new(&OFF_FAST_PATH) };
     static CLAIM: Cell<usize> = const { Cell::new(UNCLAIMED) };
 }
 
@@ -122,68 +154,80 @@ fn bump(counter: &AtomicU64, delta: u64) {
     );
 }
 
-/// This thread's own shard, if it may count on the fast path.
+/// The shard this thread counts in on the fast path: its own, or the stand-in of threads off
+/// the fast path ([`Shard::is_off_fast_path`]), whose countdown sends it to the slow path.
 #[inline(always)]
-fn fast_shard() -> Option<&'static Shard> {
+pub(crate) fn this_thread() -> &'static Shard {
     let shard = FAST_SHARD.with(Cell::get);
-    // SAFETY: FAST_SHARD is null or points to a shard, which lives for the whole process.
-    unsafe { shard.as_ref() }
+    // SAFETY: FAST_SHARD always points to a shard, and shards live for the whole process.
+    unsafe { &*shard }
 }
 
-/// Counts an allocation of `size` bytes on the fast path; `false` if this thread must use
-/// [`count_alloc_slow`] (or is running tracker code).
-#[inline(always)]
-pub(crate) fn count_alloc(size: usize) -> bool {
-    let Some(shard) = fast_shard() else {
-        return false;
-    };
-    bump(&shard.allocs, 1);
-    bump(&shard.alloc_bytes, size as u64);
-    true
-}
-
-/// Counts a free of `size` bytes on the fast path; `false` as for [`count_alloc`].
-#[inline(always)]
-pub(crate) fn count_free(size: usize) -> bool {
-    let Some(shard) = fast_shard() else {
-        return false;
-    };
-    bump(&shard.frees, 1);
-    bump(&shard.freed_bytes, size as u64);
-    true
-}
-
-/// Raises the recorded peak to the live bytes now (a sum over the shards in use).
-pub(crate) fn note_peak() {
-    let live = shards_in_use().fold(0i64, |live, shard| live.wrapping_add(shard.live_bytes()));
-    PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
-}
-
-/// Counts an allocation off the fast path (program code only, never tracker code): claims
-/// a shard on the thread's first allocation, else counts in the shared shard.
+/// The slow path's shard for a thread off the fast path that is not running tracker code:
+/// claims one on the thread's first allocation or free; `None` when it cannot (its shard
+/// was handed back at thread exit, or none is left), and the thread counts in the shared
+/// shard ([`count_alloc_shared`], [`count_free_shared`]).
 #[cold]
-#[inline(never)]
-pub(crate) fn count_alloc_slow(size: usize) {
+pub(crate) fn claim() -> Option<&'static Shard> {
+    OFF_FAST_PATH.sampler.hold_off();
     if claim_if_new() {
-        count_alloc(size);
-        return;
+        Some(this_thread())
+    } else {
+        None
     }
+}
+
+/// Counts an allocation in the shared shard (threads that have no shard: see [`claim`]).
+pub(crate) fn count_alloc_shared(size: usize) {
     let shared = &SHARD_TABLE[0];
     shared.allocs.fetch_add(1, Ordering::Relaxed);
     shared.alloc_bytes.fetch_add(size as u64, Ordering::Relaxed);
 }
 
-/// Counts a free off the fast path, as [`count_alloc_slow`].
-#[cold]
-#[inline(never)]
-pub(crate) fn count_free_slow(size: usize) {
-    if claim_if_new() {
-        count_free(size);
-        return;
-    }
+/// Counts a free in the shared shard, as [`count_alloc_shared`].
+pub(crate) fn count_free_shared(size: usize) {
     let shared = &SHARD_TABLE[0];
     shared.frees.fetch_add(1, Ordering::Relaxed);
     shared.freed_bytes.fetch_add(size as u64, Ordering::Relaxed);
+}
+
+/// Keeps the stand-in's countdown from running (tracker code writes it too).
+pub(crate) fn hold_off() {
+    OFF_FAST_PATH.sampler.hold_off();
+}
+
+/// Makes this thread's next allocation re-read the sampling rate in force and draw a new
+/// countdown (after a rate change, or between trackers of different rates in a benchmark).
+pub fn restart_countdown() {
+    let shard = this_thread();
+    if !shard.is_off_fast_path() {
+        shard.sampler.restart();
+    }
+}
+
+/// How far a thread's own live bytes may grow between two sums of every shard (see
+/// [`note_peak`]).
+const PEAK_STEP: i64 = 64 << 10;
+
+/// Raises the recorded peak to the live bytes now, at a sampling decision of `shard`'s
+/// thread: a sum over every shard, taken when the thread's own live bytes grew by at least
+/// [`PEAK_STEP`] since it last took one (in exact mode, summing at every allocation would
+/// read every other thread's counters each time). So the peak may miss up to `PEAK_STEP`
+/// per thread, besides the growth between sampling decisions (see the module notes).
+pub(crate) fn note_peak(shard: &Shard) {
+    let own = shard.live_bytes();
+    if own
+        < shard
+            .peak_noted
+            .load(Ordering::Relaxed)
+            .saturating_add(PEAK_STEP)
+        && !shard.is_off_fast_path()
+    {
+        return;
+    }
+    shard.peak_noted.store(own, Ordering::Relaxed);
+    let live = shards_in_use().fold(0i64, |live, shard| live.wrapping_add(shard.live_bytes()));
+    PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
 }
 
 /// Claims a shard if this thread never had one; `true` if it now counts on the fast path.
@@ -194,7 +238,7 @@ fn claim_if_new() -> bool {
     match claim_shard() {
         Some(index) => {
             CLAIM.with(|c| c.set(index));
-            FAST_SHARD.with(|s| s.set(shard(index).map_or(std::ptr::null(), |s| s)));
+            FAST_SHARD.with(|s| s.set(shard(index).unwrap_or(&OFF_FAST_PATH)));
             true
         }
         None => {
@@ -208,7 +252,7 @@ fn claim_if_new() -> bool {
 /// [`resume_fast_path`] must restore.
 #[inline]
 pub(crate) fn suspend_fast_path() -> *const Shard {
-    FAST_SHARD.with(|s| s.replace(std::ptr::null()))
+    FAST_SHARD.with(|s| s.replace(&OFF_FAST_PATH))
 }
 
 /// Restores what [`suspend_fast_path`] returned.
@@ -357,7 +401,7 @@ fn release_key() -> Option<libc::pthread_key_t> {
 /// Thread-exit destructor: hands the shard back.
 /// Anything the thread frees after this (in later destructors) goes to the shared shard.
 extern "C" fn release_shard(value: *mut libc::c_void) {
-    FAST_SHARD.with(|s| s.set(std::ptr::null()));
+    FAST_SHARD.with(|s| s.set(&OFF_FAST_PATH));
     CLAIM.with(|c| c.set(RETIRED));
     hand_back(value as usize);
 }

@@ -117,7 +117,8 @@ pub use crate::trend::MIN_SUSPECT_BYTES;
 /// docs, and free to change in any release.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::sampler::{restart_countdown, sample_probability};
+    pub use crate::counters::restart_countdown;
+    pub use crate::sampler::sample_probability;
 }
 
 /// The exact totals so far: live bytes and allocations, peak, bytes and allocations made,
@@ -138,7 +139,7 @@ pub fn stats() -> Stats {
 /// were taken at, so estimates stay unbiased across the change.
 pub fn set_sample_rate(bytes: u64) {
     config::set_runtime_rate(bytes);
-    sampler::restart_countdown();
+    counters::restart_countdown();
 }
 
 /// The sampling rate in force (mean bytes between samples).

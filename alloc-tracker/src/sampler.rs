@@ -15,8 +15,7 @@
 //!
 //! `R = 1` samples every allocation with weight 1 (exact mode); `R = 0` samples nothing.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// The longest countdown: a thread whose countdown runs this far re-reads the configuration
 /// (and the peak is checked), so a new rate set at run time reaches every thread, and the
@@ -176,68 +175,96 @@ pub(crate) fn rate_in_use() -> u64 {
 
 static SEEDS: AtomicU64 = AtomicU64::new(0x853C_49E6_748F_EA9B);
 
-thread_local! {
-    /// Bytes left before this thread's next sample; 0 on a new thread, so its first
-    /// allocation takes the slow path and draws a gap.
-    static LEFT: Cell<i64> = const { Cell::new(0) };
-    /// The rate `LEFT` was drawn with, `u64::MAX` before the first draw.
-    static LEFT_RATE: Cell<u64> = const { Cell::new(u64::MAX) };
-    /// Whether `LEFT` ends at a horizon rather than a mark (see [`Countdown::horizon`]).
-    static LEFT_HORIZON: Cell<bool> = const { Cell::new(false) };
-    /// This thread's gap source state, 0 before it is seeded.
-    static GAP_STATE: Cell<u64> = const { Cell::new(0) };
-}
-
-/// The fast path: subtracts `size` from this thread's countdown; `true` when it ran out and
-/// [`expired`] must decide.
-#[inline(always)]
-pub(crate) fn countdown_expired(size: usize) -> bool {
-    LEFT.with(|left| {
-        let now = left.get().wrapping_sub(size as i64);
-        left.set(now);
-        now <= 0
-    })
-}
-
-/// The slow path after [`countdown_expired`]: the sample's weight if this allocation is
-/// sampled. Draws this thread's next gap at `rate_now`.
-pub(crate) fn expired(size: usize, rate_now: u64) -> Option<f64> {
-    if rate_now == 1 && LEFT_RATE.with(Cell::get) == 1 {
-        // Exact mode, still in force: every allocation is a sample of weight 1.
-        LEFT.with(|left| left.set(1));
-        return Some(1.0);
-    }
-    let mut countdown = Countdown {
-        left: LEFT.with(Cell::get),
-        rate: LEFT_RATE.with(|r| (r.get() != u64::MAX).then(|| r.get())),
-        horizon: LEFT_HORIZON.with(Cell::get),
-        gaps: GapSource::new(GAP_STATE.with(|state| {
-            if state.get() == 0 {
-                // A distinct seed per thread: a global Weyl sequence mixed with the clock.
-                let seed = SEEDS.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-                    ^ crate::clock::monotonic_ns().rotate_left(32);
-                state.set(seed);
-            }
-            state.get()
-        })),
-    };
-    let weight = countdown.expired(size, rate_now);
-    LEFT.with(|left| left.set(countdown.left));
-    LEFT_RATE.with(|r| r.set(countdown.rate.unwrap_or(u64::MAX)));
-    LEFT_HORIZON.with(|h| h.set(countdown.horizon));
-    GAP_STATE.with(|state| state.set(countdown.gaps.state));
-    weight
-}
-
-/// Makes this thread's next allocation re-read the rate in force and draw a new countdown.
+/// One thread's sampling state, one of its counter shard's fields (see `counters`): written
+/// only by the thread that owns the shard, read by nobody else. The fast path only
+/// subtracts from [`ThreadSampler::left`]; the rest is the slow path's.
 ///
-/// [`crate::set_sample_rate`] calls it for the calling thread. Benchmarks that alternate
-/// trackers of different rates on one thread call it when they switch, so that each
-/// tracker's rate holds from its first allocation (otherwise the thread keeps the previous
-/// tracker's countdown until it runs out — up to 1 MiB after a tracker with sampling off).
-pub fn restart_countdown() {
-    LEFT.with(|left| left.set(0));
-    LEFT_RATE.with(|r| r.set(u64::MAX));
+/// A shard handed back at thread exit keeps its state for the next thread that claims it:
+/// the countdown left over is still a valid draw (the gaps are memoryless) at the rate it
+/// records.
+pub(crate) struct ThreadSampler {
+    /// Bytes left before the next sampling decision. Never positive in the shared shards of
+    /// threads off the fast path, so that their every allocation takes the slow path: the
+    /// one test of the fast path is this countdown.
+    left: AtomicI64,
+    /// The rate `left` was drawn with, `u64::MAX` before the first draw.
+    rate: AtomicU64,
+    /// Whether `left` ends at a horizon rather than a mark (see [`Countdown::horizon`]).
+    horizon: AtomicBool,
+    /// The gap source's state, 0 before it is seeded.
+    gaps: AtomicU64,
+}
+
+impl ThreadSampler {
+    /// A state whose first allocation takes the slow path and draws a gap.
+    pub(crate) const fn new() -> Self {
+        Self {
+            left: AtomicI64::new(0),
+            rate: AtomicU64::new(u64::MAX),
+            horizon: AtomicBool::new(false),
+            gaps: AtomicU64::new(0),
+        }
+    }
+
+    /// The fast path: subtracts `size` from the countdown; `false` when it ran out (or this
+    /// is a shared state off the fast path) and the slow path must run.
+    #[inline(always)]
+    pub(crate) fn take(&self, size: usize) -> bool {
+        let now = self.left.load(Ordering::Relaxed).wrapping_sub(size as i64);
+        self.left.store(now, Ordering::Relaxed);
+        now > 0
+    }
+
+    /// Whether this state lets a thread free on the fast path: its countdown is running (a
+    /// shared state off the fast path never has one).
+    #[inline(always)]
+    pub(crate) fn running(&self) -> bool {
+        self.left.load(Ordering::Relaxed) > 0
+    }
+
+    /// Keeps a shared state's countdown from ever running: written by every thread off the
+    /// fast path, it only decreases, and is put back to zero long before it could wrap.
+    pub(crate) fn hold_off(&self) {
+        if self.left.load(Ordering::Relaxed) < i64::MIN / 2 {
+            self.left.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The slow path after [`ThreadSampler::take`] ran out: the sample's weight if this
+    /// allocation of `size` bytes is sampled. Draws the next gap at `rate_now`.
+    pub(crate) fn expired(&self, size: usize, rate_now: u64) -> Option<f64> {
+        let rate = self.rate.load(Ordering::Relaxed);
+        if rate_now == 1 && rate == 1 {
+            // Exact mode, still in force: every allocation is a sample of weight 1.
+            self.left.store(1, Ordering::Relaxed);
+            return Some(1.0);
+        }
+        let mut seed = self.gaps.load(Ordering::Relaxed);
+        if seed == 0 {
+            // A distinct seed per state: a global Weyl sequence mixed with the clock.
+            seed = SEEDS.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+                ^ crate::clock::monotonic_ns().rotate_left(32);
+        }
+        let mut countdown = Countdown {
+            left: self.left.load(Ordering::Relaxed),
+            rate: (rate != u64::MAX).then_some(rate),
+            horizon: self.horizon.load(Ordering::Relaxed),
+            gaps: GapSource::new(seed),
+        };
+        let weight = countdown.expired(size, rate_now);
+        self.left.store(countdown.left, Ordering::Relaxed);
+        self.rate
+            .store(countdown.rate.unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.horizon.store(countdown.horizon, Ordering::Relaxed);
+        self.gaps.store(countdown.gaps.state, Ordering::Relaxed);
+        weight
+    }
+
+    /// Makes the next allocation re-read the rate in force and draw a new countdown.
+    pub(crate) fn restart(&self) {
+        self.left.store(0, Ordering::Relaxed);
+        self.rate.store(u64::MAX, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,15 @@
 //!
 //! Sharded by address so that threads sampling and freeing different blocks rarely meet on a
 //! lock. Every operation runs under the reentrancy guard: growing a shard allocates, and
-//! that allocation goes straight to the inner allocator.
+//! that allocation goes straight to the inner allocator. The set of sampled addresses that
+//! frees consult (`filter`) changes here too, under the same shard lock, and is rebuilt here,
+//! under every shard's lock, when it fills up.
 
+use crate::filter;
 use crate::spin::SpinLock;
 use crate::stacks::StackId;
 use hashbrown::HashTable;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One sampled, still-live block.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,9 +31,20 @@ const SHARDS: usize = 1 << SHARD_BITS;
 /// Most live samples kept; more are dropped and counted (tables cannot grow without bound).
 pub(crate) const MAX_LIVE_SAMPLES: usize = 1 << 26;
 
-type Shard = SpinLock<HashTable<(usize, Sample)>>;
+/// One shard: its samples.
+struct ShardState {
+    samples: HashTable<(usize, Sample)>,
+}
 
-static SHARD_TABLE: [Shard; SHARDS] = [const { SpinLock::new(HashTable::new()) }; SHARDS];
+type Shard = SpinLock<ShardState>;
+
+static SHARD_TABLE: [Shard; SHARDS] = [const {
+    SpinLock::new(ShardState {
+        samples: HashTable::new(),
+    })
+}; SHARDS];
+/// Whether a thread is growing the filter (others need not).
+static GROWING: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 fn hash(ptr: usize) -> u64 {
@@ -54,35 +68,81 @@ pub(crate) enum Inserted {
     Dropped,
 }
 
-/// Records a sample at `ptr`.
+/// Records a sample at `ptr`, and adds `ptr` to the filter.
 pub(crate) fn insert(ptr: usize, sample: Sample) -> Inserted {
-    let mut table = shard(ptr).lock();
+    let mut shard = shard(ptr).lock();
     // The cap is per shard (no global counter for every sample to contend on).
-    if table.len() >= MAX_LIVE_SAMPLES / SHARDS || table.try_reserve(1, |(p, _)| hash(*p)).is_err()
+    if shard.samples.len() >= MAX_LIVE_SAMPLES / SHARDS
+        || shard.samples.try_reserve(1, |(p, _)| hash(*p)).is_err()
     {
-        drop(table);
+        drop(shard);
         DROPPED.fetch_add(1, Ordering::Relaxed);
         return Inserted::Dropped;
     }
-    match table.entry(hash(ptr), |(p, _)| *p == ptr, |(p, _)| hash(*p)) {
+    let inserted = match shard
+        .samples
+        .entry(hash(ptr), |(p, _)| *p == ptr, |(p, _)| hash(*p))
+    {
         hashbrown::hash_table::Entry::Occupied(mut entry) => {
             debug_assert!(false, "a sample at {ptr:#x} was never removed");
             let old = std::mem::replace(&mut entry.get_mut().1, sample);
-            Inserted::Replaced(old)
+            // The filter holds `ptr` already.
+            return Inserted::Replaced(old);
         }
         hashbrown::hash_table::Entry::Vacant(entry) => {
             entry.insert((ptr, sample));
             Inserted::New
         }
+    };
+    filter::add(ptr as *const u8);
+    // Every shard holds about the same share of the samples (addresses spread evenly).
+    let outgrown = shard.samples.len() * SHARDS * filter::BUCKETS_PER_SAMPLE > filter::buckets();
+    drop(shard);
+    if outgrown {
+        grow_filter();
     }
+    inserted
 }
 
-/// Removes and returns the sample at `ptr`, if there is one.
+/// Removes and returns the sample at `ptr`, if there is one (and `ptr` from the filter).
 pub(crate) fn remove(ptr: usize) -> Option<Sample> {
-    let mut table = shard(ptr).lock();
-    let entry = table.find_entry(hash(ptr), |(p, _)| *p == ptr).ok()?;
+    let mut shard = shard(ptr).lock();
+    let entry = shard
+        .samples
+        .find_entry(hash(ptr), |(p, _)| *p == ptr)
+        .ok()?;
     let ((_, sample), _) = entry.remove();
+    filter::remove(ptr as *const u8);
     Some(sample)
+}
+
+/// Grows the filter for the samples live now, holding every shard's lock meanwhile (the
+/// sampling and freeing of sampled blocks wait; other frees read the old filter).
+#[cold]
+fn grow_filter() {
+    if GROWING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    lock_all();
+    // SAFETY: this thread took every shard's lock just above and holds them until
+    // `unlock_all` below; nothing else reads or writes the shards meanwhile.
+    let shards: Vec<&ShardState> = SHARD_TABLE
+        .iter()
+        .map(|shard| &*unsafe { shard.get_mut_unchecked() })
+        .collect();
+    let live: usize = shards.iter().map(|s| s.samples.len()).sum();
+    if live * filter::BUCKETS_PER_SAMPLE > filter::buckets() {
+        let pointers = shards
+            .iter()
+            .flat_map(|s| s.samples.iter().map(|(p, _)| *p));
+        if let Some(bytes) = filter::grow(live, pointers) {
+            crate::tracker_memory::on_alloc(bytes);
+        }
+    }
+    drop(shards);
+    // SAFETY: `lock_all` above took these locks on this thread.
+    unsafe { unlock_all() };
+    GROWING.store(false, Ordering::Release);
 }
 
 /// Live samples per stack whose birth times are kept for the median age.
@@ -125,8 +185,8 @@ impl Births {
 pub(crate) fn births_by_stack() -> std::collections::HashMap<StackId, Births> {
     let mut births: std::collections::HashMap<StackId, Births> = std::collections::HashMap::new();
     for shard in &SHARD_TABLE {
-        let table = shard.lock();
-        for (_, sample) in table.iter() {
+        let shard = shard.lock();
+        for (_, sample) in shard.samples.iter() {
             births.entry(sample.stack).or_default().add(sample.born_ns);
         }
     }

@@ -60,6 +60,18 @@ impl<T> SpinLock<T> {
         self.locked.store(false, Ordering::Release);
     }
 
+    /// The value, for a thread that took the lock with [`SpinLock::lock_raw`].
+    ///
+    /// # Safety
+    /// The calling thread holds the lock, and uses the reference only until it releases it;
+    /// no other reference to the value is live.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get_mut_unchecked(&self) -> &mut T {
+        // SAFETY: forwarded from the caller: this thread holds the lock, which excludes
+        // every other access to the value.
+        unsafe { &mut *self.value.get() }
+    }
+
     /// Takes the lock without a guard; pair with [`SpinLock::unlock_raw`].
     pub(crate) fn lock_raw(&self) {
         let mut spins = 0u32;

@@ -24,10 +24,10 @@ const LAYERS: &[&str] = &[
     "config",
     "process",
     // The recording floor: counters, guard, threads, sampler, stacks, samples.
+    "sampler",
     "counters",
     "reentrancy",
     "threads",
-    "sampler",
     "capture",
     "stacks",
     "samples",

@@ -33,7 +33,10 @@ fn assert_names_the_plugin(report: &serde_json::Value) {
     let kept = site(report, "plugin/src/lib.rs", LEAK_MARKER)
         .unwrap_or_else(|| panic!("the report does not name the plugin's line: {report:#}"));
     let live = kept["live_bytes"].as_u64().unwrap_or(0);
-    assert!(live >= 32 << 20, "the plugin's site holds {live} bytes (48 MiB kept)");
+    assert!(
+        live >= 32 << 20,
+        "the plugin's site holds {live} bytes (48 MiB kept)"
+    );
 }
 
 #[test]
