@@ -6,7 +6,7 @@
 use crate::config::{self, Unwind};
 use crate::samples::{self, Inserted, Sample};
 use crate::{
-    capture, clock, counters, filter, lifecycle, reentrancy, sampler, stacks, tracker_memory,
+    capture, clock, counters, filter, lifecycle, reentrancy, sampler, scope, stacks, tracker_memory,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -116,7 +116,7 @@ impl<A> Tracker<A> {
             }
         }
         shard.count_alloc(size);
-        self.at_sample_point(shard, ptr, size);
+        self.decide(shard, ptr, size);
     }
 
     /// Counts a free, and removes its sample if it has one, for a thread off the fast path
@@ -143,6 +143,30 @@ impl<A> Tracker<A> {
         }
     }
 
+    /// The countdown of `shard`'s thread ran out: record the allocation if a scope is open on
+    /// this thread, else decide whether it is a sample.
+    #[inline]
+    fn decide(&self, shard: &counters::Shard, ptr: *mut u8, size: usize) {
+        if scope::active() {
+            self.record_in_scope(shard, ptr, size);
+        } else {
+            self.at_sample_point(shard, ptr, size);
+        }
+    }
+
+    /// Records an allocation made while a [`crate::Scope`] is open on this thread: every
+    /// one, at weight 1 (see `scope`).
+    #[cold]
+    #[inline(never)]
+    fn record_in_scope(&self, shard: &counters::Shard, ptr: *mut u8, size: usize) {
+        let _guard = reentrancy::enter();
+        lifecycle::ensure_started();
+        counters::note_peak(shard);
+        shard.sampler.keep_aside();
+        let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
+        record_sample(ptr, size, 1.0, unwind, scope::next_tag());
+    }
+
     /// The countdown of `shard`'s thread ran out: decide, and record the sample if this
     /// allocation is one.
     #[cold]
@@ -155,7 +179,7 @@ impl<A> Tracker<A> {
         sampler::note_rate_in_use(rate);
         if let Some(weight) = shard.sampler.expired(size, rate) {
             let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
-            record_sample(ptr, size, weight, unwind);
+            record_sample(ptr, size, weight, unwind, 0);
         }
     }
 
@@ -205,7 +229,7 @@ impl<A> Tracker<A> {
                         claimed.count_alloc(new_size);
                     } else {
                         claimed.count_alloc(new_size);
-                        self.at_sample_point(claimed, new, new_size);
+                        self.decide(claimed, new, new_size);
                     }
                 }
                 None => {
@@ -218,7 +242,7 @@ impl<A> Tracker<A> {
         shard.count_free(layout.size());
         shard.count_alloc(new_size);
         if !shard.sampler.take(new_size) {
-            self.at_sample_point(shard, new, new_size);
+            self.decide(shard, new, new_size);
         }
         new
     }
@@ -238,7 +262,7 @@ impl<A> Tracker<A> {
 }
 
 /// Captures the stack and records a sample of the block at `ptr`. Runs as tracker code.
-fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
+fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind, scope: u64) {
     capture::note_unwinder_in_use(unwind);
     let frames = capture::capture(unwind, config::depth());
     let stack = stacks::record_alloc(frames.as_slice(), size, weight, config::max_stacks());
@@ -247,6 +271,7 @@ fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind) {
         weight,
         stack,
         born_ns: clock::since_start_ns(),
+        scope,
     };
     match samples::insert(ptr as usize, sample) {
         Inserted::New => {}
@@ -323,7 +348,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracker<A> {
             shard.count_alloc(new_size);
         } else {
             shard.count_alloc(new_size);
-            self.at_sample_point(shard, new, new_size);
+            self.decide(shard, new, new_size);
         }
         new
     }

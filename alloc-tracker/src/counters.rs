@@ -82,6 +82,16 @@ impl Shard {
         bump(&self.freed_bytes, size as u64);
     }
 
+    /// (allocations, bytes allocated, frees, bytes freed) counted in this shard so far.
+    pub(crate) fn counts(&self) -> (u64, u64, u64, u64) {
+        (
+            self.allocs.load(Ordering::Relaxed),
+            self.alloc_bytes.load(Ordering::Relaxed),
+            self.frees.load(Ordering::Relaxed),
+            self.freed_bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether this is the stand-in of threads off the fast path (see [`this_thread`]).
     #[inline]
     pub(crate) fn is_off_fast_path(&self) -> bool {

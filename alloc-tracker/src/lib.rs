@@ -90,6 +90,7 @@ mod reentrancy;
 mod report;
 mod sampler;
 mod samples;
+mod scope;
 mod signals;
 mod snapshot;
 mod spin;
@@ -111,6 +112,7 @@ pub use crate::report::{
     Age, Figures, Location, ProcessGauges, Report, Severity, Site, Stack, Stats, Suspect,
     TrackerFigures, Trend, FORMAT, VERSION,
 };
+pub use crate::scope::{RetainedSite, Scope, Usage};
 pub use crate::trend::MIN_SUSPECT_BYTES;
 
 /// Internals for the project's own benchmarks. **Not part of the API**: hidden from the

@@ -260,6 +260,23 @@ impl ThreadSampler {
         weight
     }
 
+    /// Stops the countdown (every allocation and free of the owner then takes the slow path,
+    /// as a [`crate::Scope`] needs) and returns what was left of it, for [`Self::resume`].
+    pub(crate) fn set_aside(&self) -> i64 {
+        self.left.swap(0, Ordering::Relaxed)
+    }
+
+    /// Keeps the countdown stopped after an allocation recorded in a scope.
+    pub(crate) fn keep_aside(&self) {
+        self.left.store(0, Ordering::Relaxed);
+    }
+
+    /// Resumes a countdown set aside (the gaps are memoryless: the bytes allocated meanwhile
+    /// were all recorded, and sampling goes on as if they had not been allocated).
+    pub(crate) fn resume(&self, left: i64) {
+        self.left.store(left, Ordering::Relaxed);
+    }
+
     /// Makes the next allocation re-read the rate in force and draw a new countdown.
     pub(crate) fn restart(&self) {
         self.left.store(0, Ordering::Relaxed);

@@ -23,6 +23,8 @@ pub(crate) struct Sample {
     pub(crate) stack: StackId,
     /// When it was allocated, in nanoseconds since the tracker started.
     pub(crate) born_ns: u64,
+    /// The tag of the [`crate::Scope`] that recorded it (see `scope`), 0 outside scopes.
+    pub(crate) scope: u64,
 }
 
 const SHARD_BITS: u32 = 6;
@@ -193,6 +195,17 @@ pub(crate) fn births_by_stack() -> std::collections::HashMap<StackId, Births> {
     births
 }
 
+/// Calls `f` on every live sample, holding each shard's lock while it reads it. Runs as
+/// tracker code; `f` must not take a lock the sampling path takes.
+pub(crate) fn for_each(mut f: impl FnMut(&Sample)) {
+    for shard in &SHARD_TABLE {
+        let shard = shard.lock();
+        for (_, sample) in shard.samples.iter() {
+            f(sample);
+        }
+    }
+}
+
 /// Samples not recorded because the table was full or out of memory.
 pub(crate) fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
@@ -226,6 +239,7 @@ mod tests {
             weight: 1.0,
             stack: 7,
             born_ns: 0,
+            scope: 0,
         }
     }
 

@@ -206,7 +206,7 @@ fn site_age(ids: &[StackId], births: &HashMap<StackId, Births>, now_ns: u64) -> 
 /// Symbolizes a stack: its site and its frames without the tracker's.
 /// Keeps at most `depth` return addresses of the program (the tracker's frames, captured on
 /// top of them, are dropped first).
-fn symbolize_stack(addresses: &[usize], depth: usize) -> (Location, Vec<Location>) {
+pub(crate) fn symbolize_stack(addresses: &[usize], depth: usize) -> (Location, Vec<Location>) {
     let frames: Vec<symbolize::Frame> = addresses
         .iter()
         .flat_map(|&address| symbolize::resolve(address).to_vec())

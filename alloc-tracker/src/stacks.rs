@@ -176,6 +176,17 @@ pub(crate) fn record_free(id: StackId, size: usize, weight: f64) {
     }
 }
 
+/// The frames of stack `id` (`None` for the `[other stacks]` pool). Runs as tracker code.
+pub(crate) fn frames_of(id: StackId) -> Option<Vec<usize>> {
+    if id == OTHER_STACKS {
+        return None;
+    }
+    let shard_index = (id >> SLOT_BITS) as usize;
+    let slot = (id & ((1 << SLOT_BITS) - 1)) as usize;
+    let shard = SHARD_TABLE.get(shard_index)?.lock();
+    shard.records.get(slot).map(|record| record.frames.to_vec())
+}
+
 /// One stack's frames and figures, copied out of the table.
 pub(crate) struct StackSnapshot {
     pub(crate) id: StackId,

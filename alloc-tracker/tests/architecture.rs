@@ -35,6 +35,8 @@ const LAYERS: &[&str] = &[
     // From the tables to a report.
     "symbolize",
     "snapshot",
+    // Heap assertions in tests.
+    "scope",
     // Writing reports, and when: on signals, over HTTP, at the ends of the process.
     "writer",
     "signals",
