@@ -79,8 +79,10 @@ pub(crate) struct EnvSettings {
     pub(crate) max_stacks: Option<usize>,
     /// `ALLOC_TRACKER_HTTP`: where to serve `/debug/pprof` (used with the `http` feature).
     pub(crate) http: Option<std::net::SocketAddr>,
-    /// `ALLOC_TRACKER_INTERVAL`: the checkpoint period.
-    pub(crate) interval: Option<Duration>,
+    /// `ALLOC_TRACKER_INTERVAL`: the checkpoint schedule.
+    pub(crate) interval: Option<Schedule>,
+    /// `ALLOC_TRACKER_LIMIT`: the memory limit the emergency level is judged against.
+    pub(crate) limit: Option<u64>,
     /// `ALLOC_TRACKER_SIGNAL`: the signal that writes a report on demand.
     pub(crate) signal: Option<libc::c_int>,
 }
@@ -144,7 +146,10 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
         Ok(Setting::Address(parse_http(v)?))
     });
     let interval = read("ALLOC_TRACKER_INTERVAL", &|v| {
-        Ok(Setting::Interval(parse_duration(v)?))
+        Ok(Setting::Interval(parse_schedule(v)?))
+    });
+    let limit = read("ALLOC_TRACKER_LIMIT", &|v| {
+        Ok(Setting::Limit(parse_limit(v)?))
     });
     let signal = read("ALLOC_TRACKER_SIGNAL", &|v| {
         Ok(Setting::Signal(parse_signal(v)?))
@@ -172,6 +177,9 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
     if let Some(Setting::Interval(interval)) = interval {
         settings.interval = Some(interval);
     }
+    if let Some(Setting::Limit(bytes)) = limit {
+        settings.limit = Some(bytes);
+    }
     if let Some(Setting::Signal(signal)) = signal {
         settings.signal = Some(signal);
     }
@@ -187,7 +195,8 @@ enum Setting {
     Rate(u64),
     Count(usize),
     Unwind(Unwind),
-    Interval(Duration),
+    Interval(Schedule),
+    Limit(u64),
     Report(Vec<Destination>, Vec<String>),
     Address(std::net::SocketAddr),
     Signal(libc::c_int),
@@ -265,6 +274,37 @@ pub(crate) fn parse_bytes(value: &str) -> Result<u64, String> {
         .checked_mul(multiplier)
         .filter(|&bytes| bytes <= 1 << 50)
         .ok_or_else(|| "the rate is larger than 1 PiB".to_string())
+}
+
+/// When checkpoints are taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Schedule {
+    /// The default: often at first, then less often as the run goes on (see `checkpoints`).
+    Adaptive,
+    /// Every this long (`ALLOC_TRACKER_INTERVAL=1s`).
+    Every(Duration),
+    /// Never on a timer (`ALLOC_TRACKER_INTERVAL=off`): only [`crate::checkpoint`].
+    Off,
+}
+
+/// Parses `ALLOC_TRACKER_INTERVAL`: a period, `auto` or `off`.
+fn parse_schedule(value: &str) -> Result<Schedule, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(Schedule::Adaptive),
+        "off" => Ok(Schedule::Off),
+        _ => parse_duration(value)
+            .map(Schedule::Every)
+            .map_err(|why| format!("{why}; or auto, or off")),
+    }
+}
+
+/// Parses `ALLOC_TRACKER_LIMIT`: a byte count (`512m`, `2g`), at least 1 MiB.
+fn parse_limit(value: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(value).map_err(|_| "expected a size such as 512m or 2g".to_string())?;
+    if bytes < 1 << 20 {
+        return Err("a memory limit under 1 MiB is not a limit a program runs in".into());
+    }
+    Ok(bytes)
 }
 
 /// Parses a checkpoint period: a number with `ms`, `s`, `m` or `h` (`s` if none), from
@@ -392,9 +432,14 @@ pub(crate) fn max_stacks() -> usize {
     env().max_stacks.unwrap_or(DEFAULT_MAX_STACKS)
 }
 
-/// The checkpoint period, if checkpoints are taken on a timer.
-pub(crate) fn interval() -> Option<Duration> {
-    env().interval
+/// When checkpoints are taken.
+pub(crate) fn schedule() -> Schedule {
+    env().interval.unwrap_or(Schedule::Adaptive)
+}
+
+/// The memory limit set with `ALLOC_TRACKER_LIMIT`, if any.
+pub(crate) fn limit() -> Option<u64> {
+    env().limit
 }
 
 /// The signal that writes a report on demand, if one is configured.
@@ -445,6 +490,31 @@ mod tests {
         ] {
             assert!(parse_bytes(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn schedules_and_limits_are_read() {
+        let (settings, warnings) = parse(&[
+            ("ALLOC_TRACKER_INTERVAL", "off"),
+            ("ALLOC_TRACKER_LIMIT", "512m"),
+        ]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(settings.interval, Some(Schedule::Off));
+        assert_eq!(settings.limit, Some(512 << 20));
+        let (settings, _) = parse(&[("ALLOC_TRACKER_INTERVAL", "2s")]);
+        assert_eq!(
+            settings.interval,
+            Some(Schedule::Every(Duration::from_secs(2)))
+        );
+        let (settings, _) = parse(&[("ALLOC_TRACKER_INTERVAL", "Auto")]);
+        assert_eq!(settings.interval, Some(Schedule::Adaptive));
+        let (settings, warnings) = parse(&[
+            ("ALLOC_TRACKER_INTERVAL", "sometimes"),
+            ("ALLOC_TRACKER_LIMIT", "10k"),
+        ]);
+        assert_eq!((settings.interval, settings.limit), (None, None));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("or auto, or off"), "{warnings:?}");
     }
 
     #[test]

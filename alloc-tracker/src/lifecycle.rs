@@ -95,9 +95,7 @@ fn start_threads(after_fork: bool) {
     if after_fork {
         signals::restart_after_fork();
     }
-    if let Some(interval) = config::interval() {
-        checkpoints::start_thread(interval);
-    }
+    checkpoints::start_thread(config::schedule());
     #[cfg(feature = "http")]
     if after_fork {
         crate::http::restart_after_fork();

@@ -256,6 +256,13 @@ pub struct Trend {
     pub monotonic: bool,
     /// R² of the straight-line fit (1 = a perfect line).
     pub fit: f64,
+    /// Live bytes at the last point.
+    #[serde(default)]
+    pub last_bytes: u64,
+    /// The standard error of the growth from the first point to the last due to sampling
+    /// alone (0 in exact mode): growth within a few of these is noise, not a trend.
+    #[serde(default)]
+    pub growth_stderr: f64,
 }
 
 /// The ages of a site's live samples, in seconds.

@@ -9,7 +9,7 @@ use crate::report::{
     Trend, FORMAT, OTHER_STACKS_SITE, VERSION,
 };
 use crate::samples::{self, Births};
-use crate::stacks::{self, StackId, StackSnapshot, StackStats, OTHER_STACKS};
+use crate::stacks::{self, Live, StackId, StackSnapshot, StackStats, OTHER_STACKS};
 use crate::trend::{self, Candidate, Point};
 use crate::{capture, clock, config, counters, process, sampler, symbolize, tracker_memory};
 use std::collections::HashMap;
@@ -78,7 +78,7 @@ fn build(inputs: Inputs) -> Report {
     // Each stack with its id and its live bytes unrounded (the trend's latest point must be
     // on the checkpoints' scale: a rounded figure a byte below the last checkpoint would
     // read as a fall).
-    let mut by_site: HashMap<Location, Vec<(StackId, Stack, f64)>> = HashMap::new();
+    let mut by_site: HashMap<Location, Vec<(StackId, Stack, Live)>> = HashMap::new();
     for snapshot in stacks {
         let figures = figures_of(&snapshot.stats);
         let (site, frames) = if snapshot.id == OTHER_STACKS {
@@ -89,14 +89,17 @@ fn build(inputs: Inputs) -> Report {
         by_site.entry(site).or_default().push((
             snapshot.id,
             Stack { figures, frames },
-            snapshot.stats.live_bytes,
+            snapshot.stats.live(),
         ));
     }
     let mut sites: Vec<Site> = by_site
         .into_iter()
         .map(|(site, stacks)| {
             let ids: Vec<StackId> = stacks.iter().map(|(id, ..)| *id).collect();
-            let live_now: f64 = stacks.iter().map(|(.., live)| live.max(0.0)).sum();
+            let live_now = stacks.iter().fold(Live::default(), |sum, (.., live)| Live {
+                bytes: sum.bytes + live.bytes.max(0.0),
+                variance: sum.variance + live.variance.max(0.0),
+            });
             let mut stacks: Vec<Stack> = stacks.into_iter().map(|(_, stack, _)| stack).collect();
             stacks.sort_by(|a, b| {
                 (b.figures.live_bytes, b.figures.alloc_bytes)
@@ -155,16 +158,23 @@ fn site_trend(
     ids: &[StackId],
     checkpoints: &[Checkpoint],
     now_ns: u64,
-    live_now: f64,
+    live_now: Live,
 ) -> Option<Trend> {
     if checkpoints.is_empty() {
         return None;
     }
     let mut series: Vec<Point> = checkpoints
         .iter()
-        .map(|checkpoint| Point {
-            at_s: checkpoint.at_ns as f64 / 1e9,
-            live_bytes: ids.iter().map(|&id| checkpoint.live_bytes(id)).sum(),
+        .map(|checkpoint| {
+            let (bytes, variance) = ids.iter().fold((0.0, 0.0), |(b, v), &id| {
+                let live = checkpoint.live(id);
+                (b + live.bytes, v + live.variance)
+            });
+            Point {
+                at_s: checkpoint.at_ns as f64 / 1e9,
+                live_bytes: bytes,
+                variance,
+            }
         })
         .collect();
     // The report's own moment is the latest point, unless a checkpoint was just taken.
@@ -174,7 +184,8 @@ fn site_trend(
     {
         series.push(Point {
             at_s: now_ns as f64 / 1e9,
-            live_bytes: live_now,
+            live_bytes: live_now.bytes,
+            variance: live_now.variance,
         });
     }
     trend::trend(&series)

@@ -29,10 +29,32 @@ pub(crate) struct StackStats {
     pub(crate) alloc_bytes: f64,
     pub(crate) allocs: f64,
     pub(crate) live_samples: u64,
+    /// The variance of `live_bytes` as an estimate: the sum over live samples of
+    /// `(w² − w)·s²` (Horvitz–Thompson, one independent Bernoulli draw per allocation); zero
+    /// in exact mode.
+    pub(crate) live_variance: f64,
+}
+
+/// A stack's live bytes at one moment, with the variance of that estimate.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Live {
+    /// Estimated live bytes.
+    pub(crate) bytes: f64,
+    /// Variance of the estimate, in bytes².
+    pub(crate) variance: f64,
 }
 
 impl StackStats {
+    /// Live bytes now, with their variance.
+    pub(crate) fn live(&self) -> Live {
+        Live {
+            bytes: self.live_bytes,
+            variance: self.live_variance,
+        }
+    }
+
     fn add(&mut self, size: usize, weight: f64) {
+        self.live_variance += (weight * weight - weight) * (size as f64) * (size as f64);
         self.live_bytes += weight * size as f64;
         self.live_allocs += weight;
         self.alloc_bytes += weight * size as f64;
@@ -42,6 +64,7 @@ impl StackStats {
     }
 
     fn remove(&mut self, size: usize, weight: f64) {
+        self.live_variance -= (weight * weight - weight) * (size as f64) * (size as f64);
         self.live_bytes -= weight * size as f64;
         self.live_allocs -= weight;
         self.live_samples = self.live_samples.saturating_sub(1);
@@ -49,6 +72,7 @@ impl StackStats {
             // Clear rounding residue: nothing sampled is live.
             self.live_bytes = 0.0;
             self.live_allocs = 0.0;
+            self.live_variance = 0.0;
         }
     }
 }
@@ -77,6 +101,7 @@ static OTHER: SpinLock<StackStats> = SpinLock::new(StackStats {
     alloc_bytes: 0.0,
     allocs: 0.0,
     live_samples: 0,
+    live_variance: 0.0,
 });
 static STACK_COUNT: AtomicUsize = AtomicUsize::new(0);
 static POOLED_SAMPLES: AtomicU64 = AtomicU64::new(0);
@@ -221,8 +246,8 @@ pub(crate) fn snapshot() -> Vec<StackSnapshot> {
     stacks
 }
 
-/// (stack, live bytes) for every stack holding live samples, the pool included.
-pub(crate) fn live_bytes_by_stack() -> Vec<(StackId, f64)> {
+/// Every stack holding live samples (the pool included), with its live bytes.
+pub(crate) fn live_by_stack() -> Vec<(StackId, Live)> {
     let mut live = Vec::new();
     for (shard_index, shard) in SHARD_TABLE.iter().enumerate() {
         let shard = shard.lock();
@@ -235,14 +260,14 @@ pub(crate) fn live_bytes_by_stack() -> Vec<(StackId, f64)> {
                 .map(|(slot, record)| {
                     (
                         ((shard_index as u32) << SLOT_BITS) | slot as u32,
-                        record.stats.live_bytes,
+                        record.stats.live(),
                     )
                 }),
         );
     }
     let other = OTHER.lock();
     if other.live_samples > 0 {
-        live.push((OTHER_STACKS, other.live_bytes));
+        live.push((OTHER_STACKS, other.live()));
     }
     live
 }

@@ -38,6 +38,9 @@ pub(crate) const MIN_POINTS: usize = 3;
 pub(crate) const MIN_FIT: f64 = 0.8;
 /// Growth, in percent of the site's size per hour, from which it is a suspect.
 pub(crate) const WARN_PERCENT_PER_HOUR: f64 = 10.0;
+/// Standard errors of sampling noise the growth must exceed (a flat site's estimate exceeds
+/// it by chance about once in 30,000 reports, before the other conditions).
+pub(crate) const NOISE_SIGMAS: f64 = 4.0;
 /// How many of the latest checkpoints must show no decrease.
 pub(crate) const RECENT_POINTS: usize = 8;
 
@@ -48,6 +51,8 @@ pub(crate) struct Point {
     pub at_s: f64,
     /// Live bytes then.
     pub live_bytes: f64,
+    /// The variance of that estimate (bytes²; 0 when exact).
+    pub variance: f64,
 }
 
 /// Computes the trend of a series (ordered by time); `None` with fewer than two points.
@@ -91,6 +96,8 @@ pub(crate) fn trend(series: &[Point]) -> Option<Trend> {
         percent_per_hour,
         monotonic,
         fit,
+        growth_stderr: (first.variance.max(0.0) + last.variance.max(0.0)).sqrt(),
+        last_bytes: last.live_bytes.max(0.0).round() as u64,
     })
 }
 
@@ -138,6 +145,12 @@ fn judge_growth(trend: &Trend, live_bytes: u64) -> Option<(Severity, String)> {
     if !trend.monotonic || trend.fit < MIN_FIT || trend.percent_per_hour < WARN_PERCENT_PER_HOUR {
         return None;
     }
+    // A site whose estimate wanders by sampling noise alone is not growing: the growth
+    // must exceed the estimate's sampling error by [`NOISE_SIGMAS`] standard errors.
+    let growth = trend.last_bytes as f64 - trend.first_bytes as f64;
+    if growth <= NOISE_SIGMAS * trend.growth_stderr {
+        return None;
+    }
     let doubled = live_bytes >= trend.first_bytes.saturating_mul(2);
     let severity = if doubled {
         Severity::Critical
@@ -164,7 +177,8 @@ fn judge_growth(trend: &Trend, live_bytes: u64) -> Option<(Severity, String)> {
 }
 
 fn judge_ages(age: &Age, live_samples: u64, uptime_s: f64) -> Option<(Severity, String)> {
-    let spans_the_run = uptime_s > 0.0
+    // Ages say nothing about a run too short to have a past (under a second).
+    let spans_the_run = uptime_s >= 1.0
         && live_samples >= 8
         && age.oldest_s >= 0.75 * uptime_s
         && age.youngest_s <= 0.25 * uptime_s
@@ -221,6 +235,7 @@ mod tests {
             .map(|(i, &v)| Point {
                 at_s: i as f64,
                 live_bytes: v,
+                variance: 0.0,
             })
             .collect()
     }
@@ -263,6 +278,46 @@ mod tests {
         assert!(!noisy.monotonic);
         assert!(noisy.fit < 0.5);
         assert!(trend(&series(&[1.0])).is_none());
+    }
+
+    #[test]
+    fn growth_within_the_sampling_error_is_noise() {
+        // A 5 MiB site whose estimate drifted up by 0.6 MiB: a steady, monotonic climb at
+        // first sight, but each point stands for ~10 samples of 512 KiB (standard error
+        // ~1.6 MiB per point), so it is noise. The same climb measured exactly is growth.
+        let mb = 1024.0 * 1024.0;
+        let noisy: Vec<Point> = [5.0, 5.1, 5.2, 5.3, 5.45, 5.6]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Point {
+                at_s: i as f64,
+                live_bytes: v * mb,
+                variance: (1.6 * mb) * (1.6 * mb),
+            })
+            .collect();
+        let site = location();
+        let t = trend(&noisy).unwrap();
+        assert!(t.monotonic && t.fit > 0.9, "{t:?}");
+        assert!(judge(
+            &candidate(&site, (5.6 * mb) as u64, Some(&t), None),
+            6 << 20,
+            6.0
+        )
+        .is_none());
+        let exact: Vec<Point> = noisy
+            .iter()
+            .map(|p| Point {
+                variance: 0.0,
+                ..*p
+            })
+            .collect();
+        let t = trend(&exact).unwrap();
+        assert!(judge(
+            &candidate(&site, (5.6 * mb) as u64, Some(&t), None),
+            6 << 20,
+            6.0
+        )
+        .is_some());
     }
 
     #[test]
