@@ -6,7 +6,8 @@
 use crate::config::{self, Unwind};
 use crate::samples::{self, Inserted, Sample};
 use crate::{
-    capture, clock, counters, filter, lifecycle, reentrancy, sampler, scope, stacks, tracker_memory,
+    capture, clock, counters, emergency, filter, lifecycle, peak, reentrancy, sampler, scope,
+    stacks, tracker_memory,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -161,7 +162,7 @@ impl<A> Tracker<A> {
     fn record_in_scope(&self, shard: &counters::Shard, ptr: *mut u8, size: usize) {
         let _guard = reentrancy::enter();
         lifecycle::ensure_started();
-        counters::note_peak(shard);
+        watch_the_heap(shard);
         shard.sampler.keep_aside();
         let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
         record_sample(ptr, size, 1.0, unwind, scope::next_tag());
@@ -174,7 +175,7 @@ impl<A> Tracker<A> {
     fn at_sample_point(&self, shard: &counters::Shard, ptr: *mut u8, size: usize) {
         let _guard = reentrancy::enter();
         lifecycle::ensure_started();
-        counters::note_peak(shard);
+        watch_the_heap(shard);
         let rate = config::effective_rate(self.code_rate());
         sampler::note_rate_in_use(rate);
         if let Some(weight) = shard.sampler.expired(size, rate) {
@@ -258,6 +259,15 @@ impl<A> Tracker<A> {
         // SAFETY: the caller guarantees `ptr` came from this allocator with `layout`; we
         // passed both to `inner` unchanged when it was allocated.
         unsafe { self.inner.dealloc(ptr, layout) }
+    }
+}
+
+/// At a sampling decision: the live total, summed when this thread grew enough (see
+/// `counters::note_peak`), raises the peak and may capture the heap at its high-water mark.
+fn watch_the_heap(shard: &counters::Shard) {
+    if let Some(live) = counters::note_peak(shard) {
+        peak::consider(live, clock::since_start_ns());
+        emergency::check(live);
     }
 }
 

@@ -158,7 +158,7 @@ mod tests {
     fn missing_stacks_read_as_zero() {
         let live = |bytes| Live {
             bytes,
-            variance: 0.0,
+            ..Live::default()
         };
         let checkpoint = Checkpoint {
             at_ns: 0,

@@ -224,20 +224,22 @@ const PEAK_STEP: i64 = 64 << 10;
 /// [`PEAK_STEP`] since it last took one (in exact mode, summing at every allocation would
 /// read every other thread's counters each time). So the peak may miss up to `PEAK_STEP`
 /// per thread, besides the growth between sampling decisions (see the module notes).
-pub(crate) fn note_peak(shard: &Shard) {
+/// Returns the live bytes it summed, if it did.
+pub(crate) fn note_peak(shard: &Shard) -> Option<u64> {
     let own = shard.live_bytes();
-    if own
-        < shard
-            .peak_noted
-            .load(Ordering::Relaxed)
-            .saturating_add(PEAK_STEP)
-        && !shard.is_off_fast_path()
-    {
-        return;
+    let noted = shard.peak_noted.load(Ordering::Relaxed);
+    if own < noted {
+        // Growth counts from the lowest point since the last sum.
+        shard.peak_noted.store(own, Ordering::Relaxed);
+        return None;
+    }
+    if own < noted.saturating_add(PEAK_STEP) {
+        return None;
     }
     shard.peak_noted.store(own, Ordering::Relaxed);
     let live = shards_in_use().fold(0i64, |live, shard| live.wrapping_add(shard.live_bytes()));
     PEAK_LIVE.fetch_max(live, Ordering::Relaxed);
+    Some(live.max(0) as u64)
 }
 
 /// Claims a shard if this thread never had one; `true` if it now counts on the fast path.

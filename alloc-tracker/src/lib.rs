@@ -78,6 +78,7 @@ mod checkpoints;
 mod clock;
 mod config;
 mod counters;
+mod emergency;
 mod export;
 mod filter;
 #[cfg(feature = "http")]
@@ -85,6 +86,7 @@ mod http;
 mod lifecycle;
 mod origin;
 mod output;
+mod peak;
 mod process;
 mod reentrancy;
 mod report;
@@ -109,8 +111,8 @@ pub use crate::export::{Format, UnknownFormat};
 #[cfg(feature = "http")]
 pub use crate::http::{serve, MAX_CONNECTIONS};
 pub use crate::report::{
-    Age, Figures, Location, ProcessGauges, Report, Severity, Site, Stack, Stats, Suspect,
-    TrackerFigures, Trend, FORMAT, VERSION,
+    Age, AtPeak, Figures, Location, MallocGauges, PeakSite, ProcessGauges, Report, Severity, Site,
+    Stack, Stats, Suspect, TrackerFigures, Trend, FORMAT, VERSION,
 };
 pub use crate::scope::{RetainedSite, Scope, Usage};
 pub use crate::trend::MIN_SUSPECT_BYTES;

@@ -29,7 +29,8 @@
 //! unmaps it: the program may unload the plugin, and the report is still written at exit.
 
 use crate::{
-    checkpoints, clock, config, counters, reentrancy, samples, signals, stacks, symbolize, writer,
+    checkpoints, clock, config, counters, peak, reentrancy, samples, signals, stacks, symbolize,
+    writer,
 };
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -66,6 +67,7 @@ fn start() {
     }
     clock::mark_start();
     writer::note_first_process();
+    crate::process::limit::init(config::limit());
     pin_this_module();
     // Reads the environment and prints any warning now, at start-up.
     let reporting = !config::destinations().is_empty();
@@ -148,6 +150,7 @@ extern "C" fn before_fork() {
     samples::lock_all();
     stacks::lock_all();
     checkpoints::lock_all();
+    peak::lock_all();
 }
 
 extern "C" fn after_fork_parent() {
@@ -177,6 +180,7 @@ extern "C" fn after_fork_child() {
 unsafe fn release_fork_locks() {
     // SAFETY: forwarded from the caller.
     unsafe {
+        peak::unlock_all();
         checkpoints::unlock_all();
         stacks::unlock_all();
         samples::unlock_all();

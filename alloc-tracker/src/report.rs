@@ -42,6 +42,34 @@ pub struct Report {
     /// Likely leaks, most serious first (the rule is in the crate docs, "Telling a leak from a cache").
     #[serde(default)]
     pub suspects: Vec<Suspect>,
+    /// What was live, per site, when the exact live total was at its high-water mark
+    /// (within 10% of it); absent while the heap never passed 1 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_peak: Option<AtPeak>,
+}
+
+/// The heap at its high-water mark.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AtPeak {
+    /// When it was captured, in milliseconds since the tracker started.
+    pub uptime_ms: u64,
+    /// The exact live total then (within 10% of `totals.peak_live_bytes`).
+    pub live_bytes: u64,
+    /// What each site held then (estimates, like the sites'), most bytes first.
+    pub sites: Vec<PeakSite>,
+}
+
+/// What one site held when the heap was at its high-water mark.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PeakSite {
+    /// The site, as in `sites`.
+    pub site: Location,
+    /// Its live bytes then.
+    pub live_bytes: u64,
+    /// Its live allocations then.
+    pub live_allocs: u64,
 }
 
 /// What the tracker itself costs, and what it could not keep.
@@ -133,6 +161,16 @@ pub struct Stack {
     pub figures: Figures,
     /// Innermost frame first.
     pub frames: Vec<Location>,
+    /// Its live bytes when the heap was at its high-water mark (see [`AtPeak`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_peak_bytes: u64,
+    /// Its live allocations then.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at_peak_allocs: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Default for Report {
@@ -148,6 +186,7 @@ impl Default for Report {
             tracker: TrackerFigures::default(),
             sites: Vec::new(),
             suspects: Vec::new(),
+            at_peak: None,
         }
     }
 }
@@ -236,6 +275,32 @@ pub struct ProcessGauges {
     /// Resident set size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
+    /// The C allocator's own view of its heap (glibc's `mallinfo2`), beside the exact Rust
+    /// heap in `totals`: memory in C libraries (FFI) or held by the allocator shows here.
+    /// Absent where the platform has no such call, and always glibc's `malloc`, also when
+    /// the tracker wraps another allocator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malloc: Option<MallocGauges>,
+    /// The memory limit the emergency level is judged against, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// Where that limit comes from (`ALLOC_TRACKER_LIMIT`, a cgroup file, physical memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_source: Option<String>,
+}
+
+/// The C allocator's view of its heap.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MallocGauges {
+    /// Bytes its arenas took from the system (`arena`).
+    pub arena_bytes: u64,
+    /// Bytes in blocks it mapped on their own (`hblkhd`): large allocations.
+    pub mmap_bytes: u64,
+    /// Bytes in use by allocations, of both (`uordblks` + `hblkhd`).
+    pub in_use_bytes: u64,
+    /// Bytes free inside its arenas, held rather than returned (`fordblks`): fragmentation.
+    pub free_bytes: u64,
 }
 
 /// How a site's live bytes moved across the checkpoints.
@@ -287,6 +352,9 @@ pub enum Severity {
     Warning,
     /// Doubled over the observed window.
     Critical,
+    /// Holds the most, and grows, while memory is near the process's limit (90% and up):
+    /// the crossing is the evidence.
+    Emergency,
 }
 
 impl Severity {
@@ -295,6 +363,7 @@ impl Severity {
         match self {
             Severity::Warning => "warning",
             Severity::Critical => "CRITICAL",
+            Severity::Emergency => "EMERGENCY",
         }
     }
 }

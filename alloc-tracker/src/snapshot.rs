@@ -4,9 +4,10 @@
 //! report — at exit, on demand, over HTTP — is made here. Runs as tracker code.
 
 use crate::checkpoints::{self, Checkpoint};
+use crate::peak::{self, Capture};
 use crate::report::{
-    Age, Figures, Location, ProcessGauges, Report, Site, Stack, Stats, Suspect, TrackerFigures,
-    Trend, FORMAT, OTHER_STACKS_SITE, VERSION,
+    Age, AtPeak, Figures, Location, PeakSite, ProcessGauges, Report, Site, Stack, Stats, Suspect,
+    TrackerFigures, Trend, FORMAT, OTHER_STACKS_SITE, VERSION,
 };
 use crate::samples::{self, Births};
 use crate::stacks::{self, Live, StackId, StackSnapshot, StackStats, OTHER_STACKS};
@@ -38,6 +39,7 @@ pub(crate) fn take() -> Report {
         stacks: stacks::snapshot(),
         births: samples::births_by_stack(),
         checkpoints: checkpoints::all(),
+        peak: peak::last(),
         depth: config::depth(),
     });
     symbolize::release_debug_info();
@@ -57,6 +59,8 @@ struct Inputs {
     stacks: Vec<StackSnapshot>,
     births: HashMap<StackId, Births>,
     checkpoints: Vec<Checkpoint>,
+    /// What was live when the heap was at its high-water mark.
+    peak: Option<Capture>,
     /// Return addresses of the program kept per stack.
     depth: usize,
 }
@@ -73,8 +77,14 @@ fn build(inputs: Inputs) -> Report {
         stacks,
         births,
         checkpoints,
+        peak,
         depth,
     } = inputs;
+    let at_peak_of: HashMap<StackId, Live> = peak
+        .as_ref()
+        .map(|capture| capture.stacks.iter().copied().collect())
+        .unwrap_or_default();
+    let mut site_of: HashMap<StackId, Location> = HashMap::new();
     // Each stack with its id and its live bytes unrounded (the trend's latest point must be
     // on the checkpoints' scale: a rounded figure a byte below the last checkpoint would
     // read as a fall).
@@ -86,11 +96,18 @@ fn build(inputs: Inputs) -> Report {
         } else {
             symbolize_stack(&snapshot.frames, depth)
         };
-        by_site.entry(site).or_default().push((
-            snapshot.id,
-            Stack { figures, frames },
-            snapshot.stats.live(),
-        ));
+        let at_peak = at_peak_of.get(&snapshot.id).copied().unwrap_or_default();
+        let stack = Stack {
+            figures,
+            frames,
+            at_peak_bytes: at_peak.bytes.max(0.0).round() as u64,
+            at_peak_allocs: at_peak.allocs.max(0.0).round() as u64,
+        };
+        site_of.insert(snapshot.id, site.clone());
+        by_site
+            .entry(site)
+            .or_default()
+            .push((snapshot.id, stack, snapshot.stats.live()));
     }
     let mut sites: Vec<Site> = by_site
         .into_iter()
@@ -99,6 +116,7 @@ fn build(inputs: Inputs) -> Report {
             let live_now = stacks.iter().fold(Live::default(), |sum, (.., live)| Live {
                 bytes: sum.bytes + live.bytes.max(0.0),
                 variance: sum.variance + live.variance.max(0.0),
+                allocs: sum.allocs + live.allocs.max(0.0),
             });
             let mut stacks: Vec<Stack> = stacks.into_iter().map(|(_, stack, _)| stack).collect();
             stacks.sort_by(|a, b| {
@@ -139,7 +157,24 @@ fn build(inputs: Inputs) -> Report {
             trend::judge(&candidate, totals.live_bytes, uptime_s)
         })
         .collect();
+    if let Some(crossing) = process::limit::crossing(totals.live_bytes, process.rss_bytes) {
+        let candidates: Vec<Candidate> = sites
+            .iter()
+            .filter(|site| site.site.function != OTHER_STACKS_SITE)
+            .map(|site| Candidate {
+                site: &site.site,
+                live_bytes: site.figures.live_bytes,
+                trend: site.trend.as_ref(),
+                age: site.age.as_ref(),
+                live_samples: site.figures.live_samples,
+            })
+            .collect();
+        let named = trend::emergency(&candidates, totals.live_bytes, &crossing.describe());
+        suspects.retain(|suspect| named.iter().all(|n| n.site != suspect.site));
+        suspects.extend(named);
+    }
     trend::rank(&mut suspects);
+    let at_peak = peak.map(|capture| at_peak(&capture, &site_of));
     Report {
         format: FORMAT.to_string(),
         version: VERSION,
@@ -150,6 +185,34 @@ fn build(inputs: Inputs) -> Report {
         tracker,
         sites,
         suspects,
+        at_peak,
+    }
+}
+
+/// The peak capture grouped by site, most bytes first.
+fn at_peak(capture: &Capture, site_of: &HashMap<StackId, Location>) -> AtPeak {
+    let mut by_site: HashMap<&Location, (f64, f64)> = HashMap::new();
+    for (id, live) in &capture.stacks {
+        if let Some(site) = site_of.get(id) {
+            let entry = by_site.entry(site).or_default();
+            entry.0 += live.bytes.max(0.0);
+            entry.1 += live.allocs.max(0.0);
+        }
+    }
+    let mut sites: Vec<PeakSite> = by_site
+        .into_iter()
+        .map(|(site, (bytes, allocs))| PeakSite {
+            site: site.clone(),
+            live_bytes: bytes.round() as u64,
+            live_allocs: allocs.round() as u64,
+        })
+        .filter(|site| site.live_bytes > 0)
+        .collect();
+    sites.sort_by(|a, b| b.live_bytes.cmp(&a.live_bytes).then(a.site.cmp(&b.site)));
+    AtPeak {
+        uptime_ms: capture.at_ns / 1_000_000,
+        live_bytes: capture.live_bytes,
+        sites,
     }
 }
 

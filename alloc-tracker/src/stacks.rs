@@ -42,6 +42,8 @@ pub(crate) struct Live {
     pub(crate) bytes: f64,
     /// Variance of the estimate, in bytes².
     pub(crate) variance: f64,
+    /// Estimated live allocations.
+    pub(crate) allocs: f64,
 }
 
 impl StackStats {
@@ -50,6 +52,7 @@ impl StackStats {
         Live {
             bytes: self.live_bytes,
             variance: self.live_variance,
+            allocs: self.live_allocs,
         }
     }
 

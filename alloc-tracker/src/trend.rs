@@ -213,7 +213,55 @@ fn seconds(s: f64) -> String {
     }
 }
 
-/// Ranks suspects: critical first, then faster growth, then more live bytes.
+/// Sites named at the emergency level: memory crossed `crossing` (its evidence, in words).
+/// Among `candidates` (most live bytes first), those holding at least 5% of the heap (and
+/// [`MIN_SUSPECT_BYTES`]) that grow — a rising trend, or no checkpoints to tell — at most
+/// five; failing any, the one holding the most.
+pub(crate) fn emergency(
+    candidates: &[Candidate],
+    heap_live_bytes: u64,
+    crossing: &str,
+) -> Vec<Suspect> {
+    let floor = MIN_SUSPECT_BYTES.max(heap_live_bytes / 20);
+    let growing = |c: &&Candidate| c.trend.is_none_or(|t| t.bytes_per_s > 0.0);
+    let mut named: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.live_bytes >= floor)
+        .filter(growing)
+        .take(5)
+        .collect();
+    if named.is_empty() {
+        named.extend(candidates.first());
+    }
+    named
+        .into_iter()
+        .map(|c| {
+            let share = 100.0 * c.live_bytes as f64 / heap_live_bytes.max(1) as f64;
+            let growth = match c.trend {
+                Some(t) if t.bytes_per_s > 0.0 => format!(
+                    ", growing {}/s over {} checkpoints",
+                    human_bytes(t.bytes_per_s as u64),
+                    t.points
+                ),
+                _ => String::new(),
+            };
+            Suspect {
+                site: c.site.clone(),
+                severity: Severity::Emergency,
+                live_bytes: c.live_bytes,
+                trend: c.trend.cloned(),
+                age: c.age.cloned(),
+                evidence: format!(
+                    "{crossing}; this site holds {} ({share:.0}% of the heap){growth}",
+                    human_bytes(c.live_bytes)
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Ranks suspects: emergency first, then critical, then faster growth, then more live
+/// bytes.
 pub(crate) fn rank(suspects: &mut [Suspect]) {
     let rate = |s: &Suspect| s.trend.as_ref().map_or(0.0, |t| t.bytes_per_s);
     suspects.sort_by(|a, b| {
@@ -445,6 +493,45 @@ mod tests {
         let t = trend(&series(&[10.0 * mb, 20.0 * mb, 30.0 * mb, 0.0])).unwrap();
         assert!(!t.monotonic);
         assert!(judge(&candidate(&site, 0, Some(&t), None), 1 << 20, 4.0).is_none());
+    }
+
+    #[test]
+    fn at_the_limit_the_big_growing_sites_are_the_emergency() {
+        let mb = 1u64 << 20;
+        let (big, flat, small) = (
+            Location::named("app::grows"),
+            Location::named("app::table"),
+            Location::named("app::small"),
+        );
+        let rising = Trend {
+            bytes_per_s: 1e6,
+            points: 9,
+            ..Trend::default()
+        };
+        let level = Trend {
+            bytes_per_s: 0.0,
+            points: 9,
+            ..Trend::default()
+        };
+        let candidates = [
+            candidate(&big, 200 * mb, Some(&rising), None),
+            candidate(&flat, 40 * mb, Some(&level), None),
+            candidate(&small, mb / 2, None, None),
+        ];
+        let named = emergency(&candidates, 240 * mb, "the heap crossed 90%");
+        assert_eq!(named.len(), 1, "{named:?}");
+        assert_eq!(named[0].site, big);
+        assert_eq!(named[0].severity, Severity::Emergency);
+        assert!(
+            named[0].evidence.starts_with(
+                "the heap crossed 90%; this site holds 200.0 MiB (83% of the heap), growing"
+            ),
+            "{}",
+            named[0].evidence
+        );
+        // Nothing grows: the biggest is still named.
+        let named = emergency(&candidates[1..], 240 * mb, "x");
+        assert_eq!(named[0].site, flat);
     }
 
     #[test]

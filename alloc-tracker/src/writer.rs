@@ -85,6 +85,18 @@ pub(crate) fn write_at_exit() {
     EXIT.store(EXIT_DONE, Ordering::Release);
 }
 
+/// Writes the emergency report now, on this thread (see `emergency`); skipped when the exit
+/// report has begun or another report is being written — the next crossing tries again.
+pub(crate) fn write_emergency() {
+    if EXIT.load(Ordering::Acquire) != EXIT_NOT_CLAIMED {
+        return;
+    }
+    let Some(_turn) = Turn::try_take() else {
+        return;
+    };
+    write_now();
+}
+
 /// Forgets reports in progress and the exit report's state (in a fork child, whose parent's
 /// writers did not come along).
 pub(crate) fn after_fork_child() {
@@ -116,6 +128,16 @@ impl Turn {
             return Some(Turn);
         }
         OWNER.store(me, Ordering::Relaxed);
+        Some(Turn)
+    }
+}
+
+impl Turn {
+    /// The turn if nobody is writing, without waiting.
+    fn try_take() -> Option<Turn> {
+        BUSY.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        OWNER.store(this_thread(), Ordering::Relaxed);
         Some(Turn)
     }
 }

@@ -32,6 +32,7 @@ const LAYERS: &[&str] = &[
     "stacks",
     "samples",
     "checkpoints",
+    "peak",
     // From the tables to a report.
     "symbolize",
     "snapshot",
@@ -39,6 +40,7 @@ const LAYERS: &[&str] = &[
     "scope",
     // Writing reports, and when: on signals, over HTTP, at the ends of the process.
     "writer",
+    "emergency",
     "signals",
     "http",
     "lifecycle",

@@ -12,7 +12,7 @@
 //! usage errors exit with 2.
 
 use alloc_tracker::units::{grouped, human_bytes};
-use alloc_tracker::{Figures, Format, Location, ReadError, Report, MIN_SUSPECT_BYTES};
+use alloc_tracker::{AtPeak, Figures, Format, Location, ReadError, Report, MIN_SUSPECT_BYTES};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::HashMap;
 use std::fmt;
@@ -228,6 +228,10 @@ fn top(path: &Path, report: &Report, count: usize, by: By) -> String {
         sampling(report)
     );
     out.push_str(&suspects(report));
+    if let (By::Peak, Some(at_peak)) = (by, &report.at_peak) {
+        out.push_str(&top_at_peak(report, at_peak, count));
+        return out;
+    }
     // The ranking figure, the exact total it is a share of, and their names.
     let (key, total, what, share): (fn(&Figures) -> u64, u64, &str, &str) = match by {
         By::Live => (|f| f.live_bytes, t.live_bytes, "live bytes", "% live"),
@@ -274,6 +278,44 @@ fn top(path: &Path, report: &Report, count: usize, by: By) -> String {
         out.push_str(&format!(
             "… {} more sites (-n to list more)\n",
             ranked.len() - count
+        ));
+    }
+    out
+}
+
+/// The sites that filled the heap at its high-water mark (the report's `at_peak`), with what
+/// they hold now.
+fn top_at_peak(report: &Report, at_peak: &AtPeak, count: usize) -> String {
+    let mut out = format!(
+        "the heap at its peak: {} live after {:.1} s; sites then:\n{:>4}  {:>10}  {:>7}  {:>10}  {:>10}  site\n",
+        human_bytes(at_peak.live_bytes),
+        at_peak.uptime_ms as f64 / 1000.0,
+        "rank",
+        "at peak",
+        "% peak",
+        "objects",
+        "live now"
+    );
+    let live_now: HashMap<&Location, u64> = report
+        .sites
+        .iter()
+        .map(|site| (&site.site, site.figures.live_bytes))
+        .collect();
+    for (rank, site) in at_peak.sites.iter().take(count).enumerate() {
+        out.push_str(&format!(
+            "{:>4}  {:>10}  {:>6.1}%  {:>10}  {:>10}  {}\n",
+            rank + 1,
+            human_bytes(site.live_bytes),
+            100.0 * site.live_bytes as f64 / at_peak.live_bytes.max(1) as f64,
+            grouped(site.live_allocs),
+            human_bytes(live_now.get(&site.site).copied().unwrap_or(0)),
+            describe(&site.site)
+        ));
+    }
+    if at_peak.sites.len() > count {
+        out.push_str(&format!(
+            "… {} more sites (-n to list more)\n",
+            at_peak.sites.len() - count
         ));
     }
     out

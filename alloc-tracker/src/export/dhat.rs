@@ -9,15 +9,11 @@
 //! | `tb`, `tbk` | bytes and blocks allocated in all | the stack's `alloc_bytes`, `allocs` |
 //! | `eb`, `ebk` | bytes and blocks live at the end ("at t-end") | `live_bytes`, `live_allocs`: what is live when the report is made |
 //! | `mb`, `mbk` | the program point's own peak | `peak_live_bytes`; blocks at that peak estimated as `mb` divided by the stack's average block size |
-//! | `gb`, `gbk` | what the point held when the **whole heap** peaked ("at t-gmax") | **approximation**: the point's own peak (`mb`, `mbk`) |
+//! | `gb`, `gbk` | what the point held when the **whole heap** peaked ("at t-gmax") | the stack's live bytes and blocks in the report's `at_peak` capture (taken when the live total was within 10% of its peak); for a report without one, **approximated** by the point's own peak (`mb`, `mbk`) |
 //! | `tl` | total lifetime of its blocks | **approximation**: each live block counted at the median age of its site's live blocks, each freed block as 0 (the lifetimes of freed blocks are not recorded): a lower bound, so "short-lived" (average under `tuth` = 10 µs) reads as "mostly freed" |
 //!
-//! The tracker keeps a peak per stack, not a snapshot of every stack at the moment the whole
-//! heap peaked, so the "at t-gmax" figures are each point's own peak: an upper bound of what
-//! it held at the global peak, equal to it for points that peaked together (for a leak, the
-//! heap's peak is its end, and the two agree). Their sum can exceed the real global peak,
-//! which the JSON report's `totals.peak_live_bytes` gives exactly. `tg` (when the heap
-//! peaked) is not known and is written as the report's time.
+//! `tg` (when the heap peaked) is the `at_peak` capture's time (the report's time without
+//! one).
 //!
 //! Figures are the report's estimates (exact when the sampling rate is 1).
 
@@ -45,6 +41,10 @@ struct DhatJson<'a> {
     pps: Vec<ProgramPoint>,
     ftbl: Vec<String>,
 }
+
+/// A program point being built: its frames, figures, the lifetime (µs) of its live blocks
+/// so far, and (bytes, blocks) at the heap's peak where known.
+type Point = (Vec<usize>, Figures, f64, Option<(u64, u64)>);
 
 /// One program point: a stack and its figures.
 #[derive(Serialize)]
@@ -76,7 +76,7 @@ impl Report {
         let mut ftbl = vec!["[root]".to_string()];
         let mut frame_ids: HashMap<String, usize> = HashMap::new();
         // Each point: its frames, figures and the lifetime (µs) of its live blocks so far.
-        let mut points: Vec<(Vec<usize>, Figures, f64)> = Vec::new();
+        let mut points: Vec<Point> = Vec::new();
         let mut point_ids: HashMap<Vec<usize>, usize> = HashMap::new();
         for stack in export_stacks(self) {
             let fs: Vec<usize> = stack
@@ -96,25 +96,30 @@ impl Report {
                 Some(&i) => {
                     Figures::add(&mut points[i].1, &stack.figures);
                     points[i].2 += lifetime_us;
+                    if let (Some(sum), Some(more)) = (&mut points[i].3, stack.at_peak) {
+                        sum.0 = sum.0.saturating_add(more.0);
+                        sum.1 = sum.1.saturating_add(more.1);
+                    }
                 }
                 None => {
                     point_ids.insert(fs.clone(), points.len());
-                    points.push((fs, stack.figures, lifetime_us));
+                    points.push((fs, stack.figures, lifetime_us, stack.at_peak));
                 }
             }
         }
         let pps = points
             .into_iter()
-            .map(|(fs, f, lifetime_us)| {
+            .map(|(fs, f, lifetime_us, at_peak)| {
                 let peak_blocks = blocks_at(f.peak_live_bytes, &f);
+                let (gb, gbk) = at_peak.unwrap_or((f.peak_live_bytes, peak_blocks));
                 ProgramPoint {
                     tb: f.alloc_bytes,
                     tbk: f.allocs,
                     tl: lifetime_us.max(0.0).round() as u64,
                     mb: f.peak_live_bytes,
                     mbk: peak_blocks,
-                    gb: f.peak_live_bytes,
-                    gbk: peak_blocks,
+                    gb,
+                    gbk,
                     eb: f.live_bytes,
                     ebk: f.live_allocs,
                     fs,
@@ -133,7 +138,10 @@ impl Report {
             tuth: 10,
             cmd: command,
             pid,
-            tg: end_us,
+            tg: self
+                .at_peak
+                .as_ref()
+                .map_or(end_us, |at_peak| at_peak.uptime_ms.saturating_mul(1000)),
             te: end_us,
             pps,
             ftbl,

@@ -12,6 +12,9 @@ pub(crate) struct ExportStack<'a> {
     pub(crate) figures: Figures,
     /// The median age of the site's live samples, in seconds (0 where not known).
     pub(crate) median_age_s: f64,
+    /// (bytes, allocations) live when the heap was at its high-water mark, where the report
+    /// captured it.
+    pub(crate) at_peak: Option<(u64, u64)>,
 }
 
 /// Every stack of `report`, most live bytes first (a site without per-stack detail, as in
@@ -21,10 +24,18 @@ pub(crate) fn export_stacks(report: &Report) -> Vec<ExportStack<'_>> {
     for site in &report.sites {
         let median_age_s = site.age.as_ref().map_or(0.0, |age| age.median_s);
         if site.stacks.is_empty() {
+            let at_peak = report.at_peak.as_ref().map(|at_peak| {
+                at_peak
+                    .sites
+                    .iter()
+                    .find(|peak| peak.site == site.site)
+                    .map_or((0, 0), |peak| (peak.live_bytes, peak.live_allocs))
+            });
             out.push(ExportStack {
                 frames: trim_machinery(&site.frames, &site.site),
                 figures: site.figures,
                 median_age_s,
+                at_peak,
             });
         } else {
             for stack in &site.stacks {
@@ -32,6 +43,10 @@ pub(crate) fn export_stacks(report: &Report) -> Vec<ExportStack<'_>> {
                     frames: trim_machinery(&stack.frames, &site.site),
                     figures: stack.figures,
                     median_age_s,
+                    at_peak: report
+                        .at_peak
+                        .as_ref()
+                        .map(|_| (stack.at_peak_bytes, stack.at_peak_allocs)),
                 });
             }
         }

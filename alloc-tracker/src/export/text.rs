@@ -1,8 +1,9 @@
 //! The terminal report: a header of totals and gauges, then the sites ranked by live bytes,
 //! then the stacks of the top few.
 
-use crate::report::{Location, Report, Site};
+use crate::report::{AtPeak, Location, Report, Site};
 use crate::units::{grouped, human_bytes};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Sites listed in the table.
@@ -56,6 +57,9 @@ impl Report {
     /// Sites that held much more at their peak than now: memory held until the end of a
     /// phase (a loop that frees only when it finishes) shows here, not among the live.
     fn write_peaks(&self, out: &mut String) {
+        if let Some(at_peak) = &self.at_peak {
+            return self.write_at_peak(at_peak, out);
+        }
         let floor = (self.totals.peak_live_bytes as f64 * PEAK_SHARE) as u64;
         let peaked: Vec<&Site> = self
             .ranked_by(|f| f.peak_live_bytes)
@@ -84,6 +88,51 @@ impl Report {
                 f.peak_live_bytes as f64 / (1024.0 * 1024.0),
                 100.0 * f.peak_live_bytes as f64 / total_peak,
                 f.live_bytes as f64 / (1024.0 * 1024.0),
+                describe(&site.site)
+            );
+        }
+    }
+}
+
+impl Report {
+    /// The heap at its high-water mark, when it was well above what is live now: the sites
+    /// that filled it, with what they hold now.
+    fn write_at_peak(&self, at_peak: &AtPeak, out: &mut String) {
+        if (at_peak.live_bytes as f64) < self.totals.live_bytes as f64 * 1.25 {
+            return; // the heap is at (or near) its peak now: the main table says it all
+        }
+        let live_now: HashMap<&Location, u64> = self
+            .sites
+            .iter()
+            .map(|site| (&site.site, site.figures.live_bytes))
+            .collect();
+        let floor = (at_peak.live_bytes as f64 * PEAK_SHARE) as u64;
+        let _ = writeln!(
+            out,
+            "\nat the heap's peak, {} live after {:.1} s (now {}):\n{:>4}  {:>10}  {:>6}  {:>10}  site",
+            human_bytes(at_peak.live_bytes),
+            at_peak.uptime_ms as f64 / 1000.0,
+            human_bytes(self.totals.live_bytes),
+            "rank",
+            "peak MiB",
+            "% peak",
+            "live MiB"
+        );
+        let total = at_peak.live_bytes.max(1) as f64;
+        for (rank, site) in at_peak
+            .sites
+            .iter()
+            .filter(|site| site.live_bytes >= floor)
+            .take(PEAK_ROWS)
+            .enumerate()
+        {
+            let _ = writeln!(
+                out,
+                "{:>4}  {:>10.3}  {:>5.1}%  {:>10.3}  {}",
+                rank + 1,
+                site.live_bytes as f64 / (1024.0 * 1024.0),
+                100.0 * site.live_bytes as f64 / total,
+                live_now.get(&site.site).copied().unwrap_or(0) as f64 / (1024.0 * 1024.0),
                 describe(&site.site)
             );
         }
@@ -147,6 +196,28 @@ impl Report {
                 (d, p) => format!("; {d} samples dropped, {p} pooled in [other stacks]"),
             }
         );
+        if let Some(malloc) = &self.process.malloc {
+            let _ = writeln!(
+                out,
+                "C allocator (mallinfo2): {} in use, {} free held in {} of arenas, {} mapped apart{}",
+                human_bytes(malloc.in_use_bytes),
+                human_bytes(malloc.free_bytes),
+                human_bytes(malloc.arena_bytes),
+                human_bytes(malloc.mmap_bytes),
+                match self.process.limit_bytes {
+                    Some(limit) => format!(
+                        "; memory limit {}{}",
+                        human_bytes(limit),
+                        self.process
+                            .limit_source
+                            .as_deref()
+                            .map(|s| format!(" ({s})"))
+                            .unwrap_or_default()
+                    ),
+                    None => String::new(),
+                }
+            );
+        }
         let live: Vec<&Site> = self
             .sites
             .iter()

@@ -5,10 +5,11 @@
 //! thread and file descriptors (the signal watcher and its pipe) are subtracted, so the
 //! gauges describe the program.
 
+pub(crate) mod limit;
 pub(crate) mod maps;
 
 use crate::export::Context;
-use crate::report::ProcessGauges;
+use crate::report::{MallocGauges, ProcessGauges};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Threads and file descriptors the tracker itself holds open.
@@ -21,7 +22,31 @@ pub(crate) fn read() -> ProcessGauges {
         threads: threads().map(|n| n.saturating_sub(TRACKER_THREADS.load(Ordering::Relaxed))),
         open_fds: open_fds().map(|n| n.saturating_sub(TRACKER_FDS.load(Ordering::Relaxed))),
         rss_bytes: rss_bytes(),
+        malloc: malloc(),
+        limit_bytes: limit::current().map(|limit| limit.bytes),
+        limit_source: limit::current().map(|limit| limit.source_name()),
     }
+}
+
+/// glibc's `mallinfo2`: the C allocator's own figures.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn malloc() -> Option<MallocGauges> {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct (glibc 2.33 and
+    // later, which every supported glibc target has).
+    let info = unsafe { libc::mallinfo2() };
+    let n = |v: usize| v as u64;
+    Some(MallocGauges {
+        arena_bytes: n(info.arena),
+        mmap_bytes: n(info.hblkhd),
+        in_use_bytes: n(info.uordblks) + n(info.hblkhd),
+        free_bytes: n(info.fordblks),
+    })
+}
+
+/// No `mallinfo2` off glibc: absent, never wrong.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn malloc() -> Option<MallocGauges> {
+    None
 }
 
 fn threads() -> Option<u64> {
@@ -38,7 +63,8 @@ fn open_fds() -> Option<u64> {
     Some((entries.count() as u64).saturating_sub(1))
 }
 
-fn rss_bytes() -> Option<u64> {
+/// Resident set size in bytes, from `/proc/self/statm`.
+pub(crate) fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
