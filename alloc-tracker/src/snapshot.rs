@@ -10,12 +10,22 @@ use crate::report::{
 };
 use crate::samples::{self, Births};
 use crate::stacks::{self, StackId, StackSnapshot, StackStats, OTHER_STACKS};
+use crate::symbolize::{self, Naming};
 use crate::trend::{self, Candidate, Point};
-use crate::{capture, clock, config, counters, process, sampler, symbolize, tracker_memory};
+use crate::{capture, clock, config, counters, process, sampler, tracker_memory};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Builds a report of the heap now. Must run as tracker code (under the reentrancy guard).
+/// Builds a report of the heap now, its frames named from the debug info. Must run as
+/// tracker code (under the reentrancy guard).
 pub(crate) fn take() -> Report {
+    take_with(Naming::DebugInfo)
+}
+
+/// Builds a report of the heap now, its frames named as `naming` says (see [`Naming`]:
+/// [`Naming::SymbolTables`] reads no debug info, for a report made when memory is short).
+/// Must run as tracker code (under the reentrancy guard).
+pub(crate) fn take_with(naming: Naming) -> Report {
     // The tracker's own memory, without the report being built: its tables now, plus what
     // symbolizing this report adds to the symbol caches once its debug info is released.
     let tables_and_symbols = tracker_memory::live_bytes();
@@ -39,6 +49,7 @@ pub(crate) fn take() -> Report {
         births: samples::births_by_stack(),
         checkpoints: checkpoints::all(),
         depth: config::depth(),
+        naming,
     });
     symbolize::release_debug_info();
     let symbols_added = symbolize::symbol_bytes().saturating_sub(symbols_before);
@@ -59,6 +70,8 @@ struct Inputs {
     checkpoints: Vec<Checkpoint>,
     /// Return addresses of the program kept per stack.
     depth: usize,
+    /// How frames are named.
+    naming: Naming,
 }
 
 /// Builds a report. Runs as tracker code (under the reentrancy guard): symbolizes each new
@@ -74,17 +87,26 @@ fn build(inputs: Inputs) -> Report {
         births,
         checkpoints,
         depth,
+        naming,
     } = inputs;
     // Each stack with its id and its live bytes unrounded (the trend's latest point must be
     // on the checkpoints' scale: a rounded figure a byte below the last checkpoint would
     // read as a fall).
     let mut by_site: HashMap<Location, Vec<(StackId, Stack, f64)>> = HashMap::new();
+    // Each address's frames, named once for this report.
+    let mut named: HashMap<usize, Arc<[symbolize::Frame]>> = HashMap::new();
     for snapshot in stacks {
         let figures = figures_of(&snapshot.stats);
         let (site, frames) = if snapshot.id == OTHER_STACKS {
             (Location::named(OTHER_STACKS_SITE), Vec::new())
         } else {
-            symbolize_stack(&snapshot.frames, depth)
+            symbolize_stack(&snapshot.frames, depth, |address| {
+                Arc::clone(
+                    named
+                        .entry(address)
+                        .or_insert_with(|| symbolize::resolve(address, naming)),
+                )
+            })
         };
         by_site.entry(site).or_default().push((
             snapshot.id,
@@ -203,13 +225,17 @@ fn site_age(ids: &[StackId], births: &HashMap<StackId, Births>, now_ns: u64) -> 
     })
 }
 
-/// Symbolizes a stack: its site and its frames without the tracker's.
+/// Symbolizes a stack with `resolve`: its site and its frames without the tracker's.
 /// Keeps at most `depth` return addresses of the program (the tracker's frames, captured on
 /// top of them, are dropped first).
-fn symbolize_stack(addresses: &[usize], depth: usize) -> (Location, Vec<Location>) {
+fn symbolize_stack(
+    addresses: &[usize],
+    depth: usize,
+    mut resolve: impl FnMut(usize) -> Arc<[symbolize::Frame]>,
+) -> (Location, Vec<Location>) {
     let frames: Vec<symbolize::Frame> = addresses
         .iter()
-        .flat_map(|&address| symbolize::resolve(address).to_vec())
+        .flat_map(|&address| resolve(address).to_vec())
         .collect();
     let kept = symbolize::trim_tracker_frames(&frames);
     let mut seen = 0;

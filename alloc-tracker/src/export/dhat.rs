@@ -23,6 +23,7 @@
 
 use super::stacks::{export_stacks, function_name};
 use crate::report::{Figures, Location, Report};
+use crate::trim_path::trim_path;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -158,11 +159,12 @@ fn blocks_at(bytes: u64, f: &Figures) -> u64 {
     }
 }
 
-/// A frame as dhat-rs writes it: `0xADDR: function (file:line:column)`.
+/// A frame as dhat-rs writes it: `0xADDR: function (file:line:column)`, the file shortened
+/// for display (`trim_path`: DHAT's viewer only shows it).
 fn frame_text(frame: &Location) -> String {
     let place = match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => format!("{file}:{line}:0"),
-        (Some(file), None) => format!("{file}:0:0"),
+        (Some(file), Some(line)) => format!("{}:{line}:0", trim_path(file)),
+        (Some(file), None) => format!("{}:0:0", trim_path(file)),
         _ => "???:0:0".to_string(),
     };
     format!(

@@ -1,6 +1,7 @@
 //! The terminal report: a header of totals and gauges, then the sites ranked by live bytes,
 //! then the stacks of the top few.
 
+use crate::origin::{classify, Origin};
 use crate::report::{Location, Report, Site};
 use crate::units::{grouped, human_bytes};
 use std::fmt::Write;
@@ -204,13 +205,10 @@ impl Report {
                         == (&site.site.function, &site.site.file, site.site.line)
                 })
                 .map_or(&site.frames[..], |at_site| &site.frames[at_site + 1..]);
-            // End at the program's last frame (its files are shown relative to the
-            // workspace): below it are the runtime and libc calling `main`.
-            let is_program = |f: &Location| {
-                f.file
-                    .as_deref()
-                    .is_some_and(|file| !file.starts_with('/') && !file.starts_with('.'))
-            };
+            // End at the program's last frame: below it are the runtime and libc calling
+            // `main`.
+            let is_program =
+                |f: &Location| classify(&f.function, f.file.as_deref()) == Origin::Program;
             let end = callers
                 .iter()
                 .rposition(is_program)
