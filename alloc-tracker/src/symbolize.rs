@@ -50,7 +50,7 @@ pub enum Naming {
     /// or inlined functions; sites are found by the functions' crates. No debug info is
     /// read: the tables of every loaded module take ~2 ms and ~0.1 MiB of heap for a small
     /// program (16 bytes a function; ~10 ms and 0.4 MiB for 24,000 functions), once, and
-    /// none at all if [`preload_symbol_tables`] loaded them. For a report made when memory
+    /// none at all if [`crate::preload_symbol_tables`] loaded them. For a report made when memory
     /// is short.
     SymbolTables,
 }
@@ -289,6 +289,51 @@ mod tests {
             },
             origin: crate::origin::classify(function, file),
         }
+    }
+
+    #[inline(never)]
+    fn named_here() -> usize {
+        std::hint::black_box(named_here as fn() -> usize as usize)
+    }
+
+    #[test]
+    fn a_return_address_names_the_call_one_byte_before_it() {
+        // A "return address" one byte into the function: the call is its first byte (one
+        // byte before that is another function, or padding).
+        let address = named_here() + 1;
+        let name = "alloc_tracker::symbolize::tests::named_here";
+        let full = resolve(address, Naming::DebugInfo);
+        let outer = full.last().expect("a frame");
+        assert_eq!(outer.location.function, name, "{full:?}");
+        assert!(
+            outer
+                .location
+                .file
+                .as_deref()
+                .is_some_and(|file| file.ends_with("src/symbolize.rs")),
+            "{full:?}"
+        );
+        assert_eq!(outer.origin, Origin::Tracker);
+        assert!(full
+            .iter()
+            .all(|f| f.location.address == Some(address as u64)));
+        // Freeing the debug info keeps the names found.
+        release_debug_info();
+        assert!(Arc::ptr_eq(&full, &resolve(address, Naming::DebugInfo)));
+        // From the symbol table alone: the function, no file, its origin by its crate.
+        preload_symbol_tables();
+        let names = resolve(address, Naming::SymbolTables);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert_eq!(names[0].location.function, name);
+        assert_eq!(names[0].location.file, None);
+        assert_eq!(names[0].origin, Origin::Tracker);
+    }
+
+    #[test]
+    fn an_address_outside_every_module_is_named_by_itself() {
+        let frames = resolve(8, Naming::SymbolTables);
+        assert_eq!(frames[0].location.function, "0x8");
+        assert_eq!(frames[0].origin, Origin::Unknown);
     }
 
     #[test]

@@ -176,8 +176,18 @@ fn frame_text(frame: &Location) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::export::tests::sample_report;
+    use crate::export::tests::{frame, sample_report};
     use serde_json::Value;
+
+    #[test]
+    fn frames_show_shortened_paths() {
+        let file =
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/lru-0.19.1/src/lib.rs";
+        assert_eq!(
+            super::frame_text(&frame("lru::LruCache::put", file, 9, 0x10)),
+            "0x10: lru::LruCache::put (lru-0.19.1/src/lib.rs:9:0)"
+        );
+    }
 
     #[test]
     fn has_the_fields_dh_view_reads() {

@@ -230,6 +230,32 @@ mod tests {
     use crate::export::tests::sample_report;
 
     #[test]
+    fn paths_are_shown_shortened_and_kept_whole_in_the_model() {
+        let mut report = sample_report();
+        let registry = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let file = format!("{registry}/crossbeam-epoch-0.9.18/src/atomic.rs");
+        report.sites[1].site.file = Some(file.clone());
+        let text = report.to_text();
+        assert!(
+            text.contains("app::cache<[u8; 4]>  crossbeam-epoch-0.9.18/src/atomic.rs:3"),
+            "{text}"
+        );
+        assert!(!text.contains(registry), "{text}");
+        assert_eq!(report.sites[1].site.file.as_deref(), Some(file.as_str()));
+        // The stacks' frames too: a std frame between the site and `app::main`.
+        let caller = &mut report.sites[0].frames[3];
+        caller.file = Some("/rustc/abc/library/std/src/rt.rs".into());
+        caller.function = "std::rt::lang_start".into();
+        let text = report.to_text();
+        assert!(
+            text.contains(
+                "     std::rt::lang_start  std/src/rt.rs:12\n     app::main  src/main.rs:30\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn each_stack_lists_the_callers_below_its_site() {
         let text = sample_report().to_text();
         let stack = text
