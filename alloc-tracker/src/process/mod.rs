@@ -87,6 +87,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "reads the loader's module list and memory, which under Miri are the interpreter's"
+    )]
     fn the_executable_is_mapped_with_its_build_id() {
         let exe = std::env::current_exe().unwrap();
         let all = mappings();
