@@ -2,9 +2,10 @@
 //! (`debug = "line-tables-only"`): DWARF then names a function by its last path segment
 //! (`get_or_render`, `{closure#0}`, `reserve<u64, …>`), with no module path.
 //!
-//! The outermost function at an address is named by the symbol table instead
-//! ([`crate::names`]) where its debug-info name is short ([`is_short_name`]). An inlined function has no symbol of its own; its module path is
-//! added only where the stack itself proves it, never guessed from the file: a closure
+//! The outermost function at an address is named by the symbol table instead (see
+//! `resolver`) where its debug-info name is short ([`is_short_name`]). An inlined function
+//! has no symbol of its own; its module path is added only where the stack itself proves
+//! it, never guessed from the file: a closure
 //! `{closure#N}` called by a function whose name carries exactly one closure type
 //! `path::{closure_env#N}` among its generic arguments (rustc names a closure's type by
 //! its full path, as in `or_insert_with<…, app::cache::{impl#0}::get::{closure_env#0}>`)
