@@ -85,6 +85,9 @@ pub(crate) struct EnvSettings {
     pub(crate) limit: Option<u64>,
     /// `ALLOC_TRACKER_SIGNAL`: the signal that writes a report on demand.
     pub(crate) signal: Option<libc::c_int>,
+    /// `ALLOC_TRACKER_PROGRAM_CRATES`: crates (or packages) that are the program's, and
+    /// `-name` for dependencies, where reading the executable tells wrong (see `origin`).
+    pub(crate) program_crates: Option<String>,
 }
 
 static ENV: OnceLock<EnvSettings> = OnceLock::new();
@@ -154,6 +157,9 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
     let signal = read("ALLOC_TRACKER_SIGNAL", &|v| {
         Ok(Setting::Signal(parse_signal(v)?))
     });
+    let program_crates = read("ALLOC_TRACKER_PROGRAM_CRATES", &|v| {
+        Ok(Setting::Crates(parse_crates(v)?))
+    });
     let report = read("ALLOC_TRACKER_REPORT", &|v| {
         let (destinations, skipped) = parse_report(v)?;
         Ok(Setting::Report(destinations, skipped))
@@ -183,6 +189,9 @@ pub(crate) fn parse_env(lookup: impl Fn(&str) -> Option<String>) -> (EnvSettings
     if let Some(Setting::Signal(signal)) = signal {
         settings.signal = Some(signal);
     }
+    if let Some(Setting::Crates(list)) = program_crates {
+        settings.program_crates = Some(list);
+    }
     if let Some(Setting::Report(destinations, skipped)) = report {
         settings.report = Some(destinations);
         warnings.extend(skipped);
@@ -200,6 +209,7 @@ enum Setting {
     Report(Vec<Destination>, Vec<String>),
     Address(std::net::SocketAddr),
     Signal(libc::c_int),
+    Crates(String),
 }
 
 /// The signals `ALLOC_TRACKER_SIGNAL` may name: those a program can be sent for its own
@@ -246,6 +256,27 @@ fn parse_http(value: &str) -> Result<std::net::SocketAddr, String> {
     value
         .parse()
         .map_err(|_| "expected an address such as 127.0.0.1:6060".into())
+}
+
+/// Parses `ALLOC_TRACKER_PROGRAM_CRATES`: crate or package names separated by commas, each
+/// a dependency's if it starts with `-` (`myproj-core,-md5`).
+fn parse_crates(value: &str) -> Result<String, String> {
+    let names: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .collect();
+    let is_name = |name: &str| {
+        let name = name.strip_prefix('-').unwrap_or(name);
+        name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if names.is_empty() || !names.iter().all(|name| is_name(name)) {
+        return Err("expected crate names separated by commas, `-name` for a dependency".into());
+    }
+    Ok(names.join(","))
 }
 
 /// Parses a byte count: a whole number with an optional `k`/`m`/`g` (×1024) suffix, e.g.
@@ -536,8 +567,10 @@ mod tests {
             ("ALLOC_TRACKER_UNWIND", "dwarf"),
             ("ALLOC_TRACKER_REPORT", "stderr, out/heap.json"),
             ("ALLOC_TRACKER_SIGNAL", "SIGUSR2"),
+            ("ALLOC_TRACKER_PROGRAM_CRATES", " myproj-core, -md5 ,"),
         ]);
         assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(settings.program_crates.as_deref(), Some("myproj-core,-md5"));
         assert_eq!(settings.rate, Some(1));
         assert_eq!(settings.depth, Some(16));
         assert_eq!(settings.unwind, Some(Unwind::Dwarf));
@@ -561,9 +594,10 @@ mod tests {
             ("ALLOC_TRACKER_REPORT", ""),
             ("ALLOC_TRACKER_MAX_STACKS", "-5"),
             ("ALLOC_TRACKER_SIGNAL", "kill"),
+            ("ALLOC_TRACKER_PROGRAM_CRATES", "my crate, -"),
         ]);
         assert_eq!(settings, EnvSettings::default());
-        assert_eq!(warnings.len(), 6, "{warnings:?}");
+        assert_eq!(warnings.len(), 7, "{warnings:?}");
         assert!(warnings[0].contains("ALLOC_TRACKER_RATE=\"lots\""));
     }
 

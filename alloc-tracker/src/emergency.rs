@@ -11,8 +11,10 @@
 //! and grow named as suspects of severity `emergency`. No per-allocation work is added: the
 //! check runs only where the live total was summed anyway.
 //!
-//! The report must be cheap at the limit: its sites are named from the symbol tables (no
-//! debug info is loaded). Each level fires once; after the heap and the resident size fall
+//! The report must be cheap at the limit: its sites are named from the symbol tables alone
+//! (no debug info is loaded, so sites carry function names, and file:line only where
+//! already known), loaded ahead of time once memory passes [`PRELOAD_PERCENT`] of the limit
+//! — a few milliseconds and about 16 bytes per function of the program. Each level fires once; after the heap and the resident size fall
 //! under [`REARM_PERCENT`] of the limit, the levels are armed again. A later report (another
 //! crossing, on demand, at exit) replaces the files whole.
 
@@ -24,12 +26,16 @@ use std::time::Duration;
 
 /// Under this share of the limit, the levels are armed again.
 pub(crate) const REARM_PERCENT: u64 = 80;
+/// From this share of the limit, the symbol tables are loaded ahead of an emergency report.
+pub(crate) const PRELOAD_PERCENT: u64 = 50;
 /// The resident size is read at most this often.
 pub(crate) const RSS_EVERY: Duration = Duration::from_millis(10);
 
 /// The next level to fire (an index into [`LEVELS`]; `LEVELS.len()`: all fired).
 static NEXT_LEVEL: AtomicUsize = AtomicUsize::new(0);
 static LAST_RSS_NS: AtomicU64 = AtomicU64::new(0);
+/// Whether the symbol tables were loaded ahead of an emergency report.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
 /// Whether a thread is writing an emergency report.
 static WRITING: AtomicBool = AtomicBool::new(false);
 
@@ -52,6 +58,11 @@ pub(crate) fn check(heap_bytes: u64) {
         rss = process::rss_bytes();
     }
     let high = heap_bytes.max(rss.unwrap_or(0));
+    if high >= share(PRELOAD_PERCENT) && !PRELOADED.swap(true, Ordering::Relaxed) {
+        // Ahead of a crossing, while there is room: the symbol tables that will name the
+        // emergency report's sites (milliseconds, ~16 bytes a function).
+        crate::symbolize::preload_symbol_tables();
+    }
     if next > 0 && high < share(REARM_PERCENT) && rss.is_some() {
         // Both well under the limit again: arm every level.
         NEXT_LEVEL.store(0, Ordering::Relaxed);

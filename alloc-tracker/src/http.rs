@@ -21,6 +21,7 @@
 use crate::export::pprof::PprofOptions;
 use crate::process::TRACKER_FDS;
 use crate::spin::SpinLock;
+use crate::symbolize::Naming;
 use crate::threads::spawn;
 use crate::{clock, output, process, snapshot};
 use std::io::{self, Read, Write};
@@ -280,7 +281,7 @@ fn route(request: &Request) -> Response {
             if let Some((key, _)) = request.query.first() {
                 return Response::text(400, &format!("unknown parameter {key:?}\n"));
             }
-            let report = snapshot::take();
+            let report = snapshot::take_with(Naming::DebugInfo);
             let mut response =
                 Response::new(200, "application/json", report.to_json().into_bytes());
             response
@@ -330,11 +331,11 @@ fn profile(request: &Request, default_sample_type: Option<&'static str>) -> Resp
         ..PprofOptions::default()
     };
     let body = match seconds {
-        None => snapshot::take().to_pprof_gz_with(&options),
+        None => snapshot::take_with(Naming::DebugInfo).to_pprof_gz_with(&options),
         Some(n) => {
-            let base = snapshot::take();
+            let base = snapshot::take_with(Naming::DebugInfo);
             std::thread::sleep(Duration::from_secs(n));
-            let now = snapshot::take();
+            let now = snapshot::take_with(Naming::DebugInfo);
             options.time_nanos = clock::unix_nanos_now();
             options.duration_nanos = i64::try_from(n).unwrap_or(0) * 1_000_000_000;
             now.to_pprof_delta_gz_with(&base, &options)

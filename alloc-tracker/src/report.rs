@@ -1,11 +1,13 @@
 //! The report model: plain data, one snapshot of exact totals, per-site estimates, process
 //! gauges and trends. Built from the live tables by `snapshot`, rendered by `export`, read
-//! back from JSON by `export::json`; it depends on nothing else in the crate.
+//! back from JSON by `export::json`; it depends on nothing else in the crate but
+//! `trim_path` (how a file is shown).
 //!
 //! Serialized, these types are the stable JSON report (version 1): fields may be added,
 //! never renamed, so every struct is `#[non_exhaustive]` — build one with `Default` and
 //! set its fields, or read one with [`Report::from_json`].
 
+use crate::trim_path::trim_path;
 use serde::{Deserialize, Serialize};
 
 /// The `format` field of every report.
@@ -252,11 +254,22 @@ impl Location {
         }
     }
 
-    /// `file:line`, or the function name where there is no file.
+    /// `file:line` as a reader is shown it, or the function name where there is no file.
+    /// The file is shortened as pprof's `-trim_path` shows paths: without the prefix of
+    /// Cargo's registry or git checkouts (`crossbeam-epoch-0.9.18/src/atomic.rs`) or of the
+    /// toolchain (`std/src/thread/mod.rs`); the program's own files, relative to its
+    /// workspace, unchanged. [`Location::file`] keeps the path the compiler recorded.
+    ///
+    /// ```
+    /// let mut frame = alloc_tracker::Location::named("std::thread::spawn");
+    /// frame.file = Some("/rustc/0123abc/library/std/src/thread/mod.rs".into());
+    /// frame.line = Some(7);
+    /// assert_eq!(frame.file_line(), "std/src/thread/mod.rs:7");
+    /// ```
     pub fn file_line(&self) -> String {
         match (&self.file, self.line) {
-            (Some(file), Some(line)) => format!("{file}:{line}"),
-            (Some(file), None) => file.clone(),
+            (Some(file), Some(line)) => format!("{}:{line}", trim_path(file)),
+            (Some(file), None) => trim_path(file).into_owned(),
             _ => self.function.clone(),
         }
     }

@@ -25,7 +25,8 @@
 use crate::report::Location;
 use crate::samples::{self, Sample};
 use crate::stacks::{self, StackId};
-use crate::{config, counters, reentrancy, snapshot, symbolize};
+use crate::symbolize::{self, Naming};
+use crate::{config, counters, reentrancy, snapshot};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
@@ -252,7 +253,12 @@ fn retained(mine: impl Fn(u64) -> bool) -> Vec<RetainedSite> {
     let mut by_site: HashMap<Location, (u64, u64)> = HashMap::new();
     for (stack, (bytes, allocs)) in by_stack {
         let site = match stacks::frames_of(stack) {
-            Some(frames) => snapshot::symbolize_stack(&frames, config::depth()).0,
+            Some(frames) => {
+                snapshot::symbolize_stack(&frames, config::depth(), |address| {
+                    symbolize::resolve(address, Naming::DebugInfo)
+                })
+                .0
+            }
             None => Location::named("[other stacks]"),
         };
         let entry = by_site.entry(site).or_default();

@@ -11,12 +11,16 @@ use crate::report::{
 };
 use crate::samples::{self, Births};
 use crate::stacks::{self, Live, StackId, StackSnapshot, StackStats, OTHER_STACKS};
+use crate::symbolize::{self, Naming};
 use crate::trend::{self, Candidate, Point};
-use crate::{capture, clock, config, counters, process, sampler, symbolize, tracker_memory};
+use crate::{capture, clock, config, counters, process, sampler, tracker_memory};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Builds a report of the heap now. Must run as tracker code (under the reentrancy guard).
-pub(crate) fn take() -> Report {
+/// Builds a report of the heap now, its frames named as `naming` says (see [`Naming`]:
+/// [`Naming::SymbolTables`] reads no debug info, for a report made when memory is short).
+/// Must run as tracker code (under the reentrancy guard).
+pub(crate) fn take_with(naming: Naming) -> Report {
     // The tracker's own memory, without the report being built: its tables now, plus what
     // symbolizing this report adds to the symbol caches once its debug info is released.
     let tables_and_symbols = tracker_memory::live_bytes();
@@ -41,6 +45,7 @@ pub(crate) fn take() -> Report {
         checkpoints: checkpoints::all(),
         peak: peak::last(),
         depth: config::depth(),
+        naming,
     });
     symbolize::release_debug_info();
     let symbols_added = symbolize::symbol_bytes().saturating_sub(symbols_before);
@@ -63,6 +68,8 @@ struct Inputs {
     peak: Option<Capture>,
     /// Return addresses of the program kept per stack.
     depth: usize,
+    /// How frames are named.
+    naming: Naming,
 }
 
 /// Builds a report. Runs as tracker code (under the reentrancy guard): symbolizes each new
@@ -79,6 +86,7 @@ fn build(inputs: Inputs) -> Report {
         checkpoints,
         peak,
         depth,
+        naming,
     } = inputs;
     let at_peak_of: HashMap<StackId, Live> = peak
         .as_ref()
@@ -89,12 +97,20 @@ fn build(inputs: Inputs) -> Report {
     // on the checkpoints' scale: a rounded figure a byte below the last checkpoint would
     // read as a fall).
     let mut by_site: HashMap<Location, Vec<(StackId, Stack, Live)>> = HashMap::new();
+    // Each address's frames, named once for this report.
+    let mut named: HashMap<usize, Arc<[symbolize::Frame]>> = HashMap::new();
     for snapshot in stacks {
         let figures = figures_of(&snapshot.stats);
         let (site, frames) = if snapshot.id == OTHER_STACKS {
             (Location::named(OTHER_STACKS_SITE), Vec::new())
         } else {
-            symbolize_stack(&snapshot.frames, depth)
+            symbolize_stack(&snapshot.frames, depth, |address| {
+                Arc::clone(
+                    named
+                        .entry(address)
+                        .or_insert_with(|| symbolize::resolve(address, naming)),
+                )
+            })
         };
         let at_peak = at_peak_of.get(&snapshot.id).copied().unwrap_or_default();
         let stack = Stack {
@@ -277,13 +293,17 @@ fn site_age(ids: &[StackId], births: &HashMap<StackId, Births>, now_ns: u64) -> 
     })
 }
 
-/// Symbolizes a stack: its site and its frames without the tracker's.
+/// Symbolizes a stack with `resolve`: its site and its frames without the tracker's.
 /// Keeps at most `depth` return addresses of the program (the tracker's frames, captured on
 /// top of them, are dropped first).
-pub(crate) fn symbolize_stack(addresses: &[usize], depth: usize) -> (Location, Vec<Location>) {
+pub(crate) fn symbolize_stack(
+    addresses: &[usize],
+    depth: usize,
+    mut resolve: impl FnMut(usize) -> Arc<[symbolize::Frame]>,
+) -> (Location, Vec<Location>) {
     let frames: Vec<symbolize::Frame> = addresses
         .iter()
-        .flat_map(|&address| symbolize::resolve(address).to_vec())
+        .flat_map(|&address| resolve(address).to_vec())
         .collect();
     let kept = symbolize::trim_tracker_frames(&frames);
     let mut seen = 0;

@@ -18,6 +18,7 @@
 //!   progress.
 
 use crate::config::{self, Destination};
+use crate::symbolize::Naming;
 use crate::{output, process, reentrancy, snapshot};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
@@ -58,7 +59,7 @@ pub(crate) fn write_on_demand() -> bool {
     if EXIT.load(Ordering::Acquire) != EXIT_NOT_CLAIMED {
         return false;
     }
-    write_now();
+    write_now(Naming::DebugInfo);
     true
 }
 
@@ -80,7 +81,7 @@ pub(crate) fn write_at_exit() {
     // Wait for an on-demand report in progress (bounded), then write ours regardless: the
     // exit report describes the heap at exit.
     let turn = Turn::take();
-    write_now();
+    write_now(Naming::DebugInfo);
     drop(turn);
     EXIT.store(EXIT_DONE, Ordering::Release);
 }
@@ -94,7 +95,9 @@ pub(crate) fn write_emergency() {
     let Some(_turn) = Turn::try_take() else {
         return;
     };
-    write_now();
+    // Named from the symbol tables: at the limit, loading debug info could be what ends
+    // the process.
+    write_now(Naming::SymbolTables);
 }
 
 /// Forgets reports in progress and the exit report's state (in a fork child, whose parent's
@@ -170,14 +173,14 @@ fn wait_until(done: impl Fn() -> bool) -> bool {
     }
 }
 
-/// Builds the report and writes it to every destination.
-fn write_now() {
+/// Builds the report, its frames named as `naming` says, and writes it to every destination.
+fn write_now(naming: Naming) {
     let _guard = reentrancy::enter();
     let destinations = config::destinations();
     if destinations.is_empty() {
         return;
     }
-    let report = snapshot::take();
+    let report = snapshot::take_with(naming);
     let context = process::render_context();
     for destination in destinations {
         match destination {

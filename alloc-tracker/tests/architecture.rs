@@ -9,6 +9,7 @@ use std::path::Path;
 /// Every module of `src/`, bottom layer first.
 const LAYERS: &[&str] = &[
     // Plain data and small pure helpers.
+    "trim_path",
     "report",
     "units",
     "spin",
@@ -20,8 +21,9 @@ const LAYERS: &[&str] = &[
     // Reading and rendering the model.
     "trend",
     "export",
-    // Configuration and the process around the heap.
+    // Configuration and the process around the heap: its binaries, its gauges.
     "config",
+    "symbols",
     "process",
     // The recording floor: counters, guard, threads, sampler, stacks, samples.
     "sampler",

@@ -162,6 +162,39 @@ fn top_opens_with_the_leak_suspects() {
 }
 
 #[test]
+fn top_shows_dependency_and_toolchain_paths_shortened() {
+    let dir = fixtures();
+    let registry = "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+    let mut shortened = report(vec![
+        site("app::leaky", 10, 4 * MIB, 4 * MIB, 4 * MIB),
+        site("crossbeam_epoch::atomic::Owned::new", 20, MIB, MIB, MIB),
+        site("std::thread::spawn", 30, MIB / 2, MIB, MIB),
+    ]);
+    shortened["sites"][1]["site"]["file"] =
+        json!(format!("{registry}/crossbeam-epoch-0.9.18/src/atomic.rs"));
+    shortened["sites"][2]["site"]["file"] = json!("/rustc/0123abcd/library/std/src/thread/mod.rs");
+    std::fs::write(dir.path().join("paths.json"), shortened.to_string()).unwrap();
+    let run = run_in(dir.path(), &["top", "paths.json"]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    for shown in [
+        "app::leaky  src/main.rs:10",
+        "crossbeam_epoch::atomic::Owned::new  crossbeam-epoch-0.9.18/src/atomic.rs:20",
+        "std::thread::spawn  std/src/thread/mod.rs:30",
+    ] {
+        assert!(run.stdout.contains(shown), "{shown}:\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains(registry), "{}", run.stdout);
+    // The JSON it converts to keeps the recorded paths.
+    let run = run_in(
+        dir.path(),
+        &["convert", "paths.json", "--to", "json", "-o", "same.json"],
+    );
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let same = std::fs::read_to_string(dir.path().join("same.json")).unwrap();
+    assert!(same.contains(registry), "{same}");
+}
+
+#[test]
 fn top_ranks_by_peak_or_allocated_and_limits_rows() {
     let dir = fixtures();
     let run = run_in(

@@ -19,6 +19,7 @@
 
 use super::stacks::{export_stacks, function_name};
 use crate::report::{Figures, Location, Report};
+use crate::trim_path::trim_path;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -166,11 +167,12 @@ fn blocks_at(bytes: u64, f: &Figures) -> u64 {
     }
 }
 
-/// A frame as dhat-rs writes it: `0xADDR: function (file:line:column)`.
+/// A frame as dhat-rs writes it: `0xADDR: function (file:line:column)`, the file shortened
+/// for display (`trim_path`: DHAT's viewer only shows it).
 fn frame_text(frame: &Location) -> String {
     let place = match (&frame.file, frame.line) {
-        (Some(file), Some(line)) => format!("{file}:{line}:0"),
-        (Some(file), None) => format!("{file}:0:0"),
+        (Some(file), Some(line)) => format!("{}:{line}:0", trim_path(file)),
+        (Some(file), None) => format!("{}:0:0", trim_path(file)),
         _ => "???:0:0".to_string(),
     };
     format!(
@@ -182,8 +184,18 @@ fn frame_text(frame: &Location) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::export::tests::sample_report;
+    use crate::export::tests::{frame, sample_report};
     use serde_json::Value;
+
+    #[test]
+    fn frames_show_shortened_paths() {
+        let file =
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/lru-0.19.1/src/lib.rs";
+        assert_eq!(
+            super::frame_text(&frame("lru::LruCache::put", file, 9, 0x10)),
+            "0x10: lru::LruCache::put (lru-0.19.1/src/lib.rs:9:0)"
+        );
+    }
 
     #[test]
     fn has_the_fields_dh_view_reads() {

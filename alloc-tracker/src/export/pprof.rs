@@ -11,9 +11,14 @@
 //! and line, with the functions inlined at one return address as several `Line` entries,
 //! innermost first, and every mapping says so (`has_functions`, `has_filenames`,
 //! `has_line_numbers`, `has_inline_frames`), so viewers never re-symbolize addresses (which
-//! goes wrong for Rust binaries). A profile of this process
-//! (made with the mappings `process::maps` reads) also has the `Mapping` rows of its
-//! executable mappings, with their GNU build ids.
+//! goes wrong for Rust binaries). A profile of this process also has the `Mapping` rows of
+//! its modules' executable segments, with their GNU build ids (read from memory by
+//! `symbols::modules`).
+//!
+//! File names are kept as the compiler recorded them (the program's relative to its
+//! workspace), as in Go's profiles: `go tool pprof -list` then finds the sources of
+//! dependencies on the machine that built the program, and shortens paths at display
+//! (`-trim_path`, `-source_path`). The text report shows them shortened (`trim_path`).
 //!
 //! Each stack starts at its first frame outside `std`/`alloc`/`core` (see
 //! [`crate::export`]), so `go tool pprof -top` ranks the code that allocated.
@@ -174,122 +179,220 @@ fn rows(report: &Report) -> Vec<Row> {
 }
 
 /// The protobuf messages of pprof's `profile.proto` that this exporter writes, declared by
-/// hand (field numbers from `github.com/google/pprof/proto/profile.proto`).
+/// hand (field numbers from `github.com/google/pprof/proto/profile.proto`), with their
+/// `prost::Message` implementations written by `messages!` from `prost::encoding`'s
+/// functions (what `prost-derive` would generate, without its dozen build dependencies).
 mod proto {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Profile {
-        #[prost(message, repeated, tag = "1")]
-        pub(super) sample_type: Vec<ValueType>,
-        #[prost(message, repeated, tag = "2")]
-        pub(super) sample: Vec<Sample>,
-        #[prost(message, repeated, tag = "3")]
-        pub(super) mapping: Vec<Mapping>,
-        #[prost(message, repeated, tag = "4")]
-        pub(super) location: Vec<Location>,
-        #[prost(message, repeated, tag = "5")]
-        pub(super) function: Vec<Function>,
-        #[prost(string, repeated, tag = "6")]
-        pub(super) string_table: Vec<String>,
-        #[prost(int64, tag = "9")]
-        pub(super) time_nanos: i64,
-        #[prost(int64, tag = "10")]
-        pub(super) duration_nanos: i64,
-        #[prost(message, optional, tag = "11")]
-        pub(super) period_type: Option<ValueType>,
-        #[prost(int64, tag = "12")]
-        pub(super) period: i64,
-        #[prost(int64, repeated, tag = "13")]
-        pub(super) comment: Vec<i64>,
-        #[prost(int64, tag = "14")]
-        pub(super) default_sample_type: i64,
+    use prost::bytes::{Buf, BufMut};
+    use prost::encoding::{self, DecodeContext, WireType};
+    use prost::DecodeError;
+
+    /// The three functions of a field's encoding, by the field's kind: `scalar` (proto3: the
+    /// default value is not written), `packed` (repeated numbers), `repeated` (repeated
+    /// strings or messages, one record each), `optional` (a message).
+    macro_rules! field {
+        (encode, scalar $codec:ident $type:ty, $tag:literal, $value:expr, $buf:ident) => {
+            if *$value != <$type>::default() {
+                encoding::$codec::encode($tag, $value, $buf)
+            }
+        };
+        (merge, scalar $codec:ident $_type:ty, $value:expr, $wire:ident, $buf:ident, $ctx:ident) => {
+            encoding::$codec::merge($wire, $value, $buf, $ctx)
+        };
+        (len, scalar $codec:ident $type:ty, $tag:literal, $value:expr) => {
+            if *$value != <$type>::default() {
+                encoding::$codec::encoded_len($tag, $value)
+            } else {
+                0
+            }
+        };
+        (encode, packed $codec:ident $_type:ty, $tag:literal, $value:expr, $buf:ident) => {
+            encoding::$codec::encode_packed($tag, $value, $buf)
+        };
+        (merge, packed $codec:ident $_type:ty, $value:expr, $wire:ident, $buf:ident, $ctx:ident) => {
+            encoding::$codec::merge_repeated($wire, $value, $buf, $ctx)
+        };
+        (len, packed $codec:ident $_type:ty, $tag:literal, $value:expr) => {
+            encoding::$codec::encoded_len_packed($tag, $value)
+        };
+        (encode, repeated $codec:ident $_type:ty, $tag:literal, $value:expr, $buf:ident) => {
+            encoding::$codec::encode_repeated($tag, $value, $buf)
+        };
+        (merge, repeated $codec:ident $_type:ty, $value:expr, $wire:ident, $buf:ident, $ctx:ident) => {
+            encoding::$codec::merge_repeated($wire, $value, $buf, $ctx)
+        };
+        (len, repeated $codec:ident $_type:ty, $tag:literal, $value:expr) => {
+            encoding::$codec::encoded_len_repeated($tag, $value)
+        };
+        (encode, optional $codec:ident $_type:ty, $tag:literal, $value:expr, $buf:ident) => {
+            if let Some(value) = $value {
+                encoding::$codec::encode($tag, value, $buf)
+            }
+        };
+        (merge, optional $codec:ident $_type:ty, $value:expr, $wire:ident, $buf:ident, $ctx:ident) => {
+            encoding::$codec::merge(
+                $wire,
+                $value.get_or_insert_with(Default::default),
+                $buf,
+                $ctx,
+            )
+        };
+        (len, optional $codec:ident $_type:ty, $tag:literal, $value:expr) => {
+            $value
+                .as_ref()
+                .map_or(0, |value| encoding::$codec::encoded_len($tag, value))
+        };
     }
 
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct ValueType {
-        #[prost(int64, tag = "1")]
-        pub(super) r#type: i64,
-        #[prost(int64, tag = "2")]
-        pub(super) unit: i64,
+    /// Declares each message as a struct of its fields (`tag name: kind codec type`) and
+    /// implements `prost::Message` for it.
+    macro_rules! messages {
+        ($(struct $name:ident {
+            $($tag:literal $field:ident: $kind:ident $codec:ident $type:ty,)*
+        })*) => {$(
+            #[derive(Clone, Debug, Default, PartialEq)]
+            pub(super) struct $name {
+                $(pub(super) $field: $type,)*
+            }
+
+            impl prost::Message for $name {
+                fn encode_raw(&self, buf: &mut impl BufMut) {
+                    $(field!(encode, $kind $codec $type, $tag, &self.$field, buf);)*
+                }
+
+                fn merge_field(
+                    &mut self,
+                    tag: u32,
+                    wire_type: WireType,
+                    buf: &mut impl Buf,
+                    ctx: DecodeContext,
+                ) -> Result<(), DecodeError> {
+                    match tag {
+                        $($tag => field!(merge, $kind $codec $type, &mut self.$field, wire_type, buf, ctx),)*
+                        _ => encoding::skip_field(wire_type, tag, buf, ctx),
+                    }
+                }
+
+                fn encoded_len(&self) -> usize {
+                    0 $(+ field!(len, $kind $codec $type, $tag, &self.$field))*
+                }
+
+                fn clear(&mut self) {
+                    *self = Self::default();
+                }
+            }
+        )*};
     }
 
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Sample {
-        #[prost(uint64, repeated, tag = "1")]
-        pub(super) location_id: Vec<u64>,
-        #[prost(int64, repeated, tag = "2")]
-        pub(super) value: Vec<i64>,
-        #[prost(message, repeated, tag = "3")]
-        pub(super) label: Vec<Label>,
+    messages! {
+        struct Profile {
+            1 sample_type: repeated message Vec<ValueType>,
+            2 sample: repeated message Vec<Sample>,
+            3 mapping: repeated message Vec<Mapping>,
+            4 location: repeated message Vec<Location>,
+            5 function: repeated message Vec<Function>,
+            6 string_table: repeated string Vec<String>,
+            9 time_nanos: scalar int64 i64,
+            10 duration_nanos: scalar int64 i64,
+            11 period_type: optional message Option<ValueType>,
+            12 period: scalar int64 i64,
+            13 comment: packed int64 Vec<i64>,
+            14 default_sample_type: scalar int64 i64,
+        }
+
+        struct ValueType {
+            1 r#type: scalar int64 i64,
+            2 unit: scalar int64 i64,
+        }
+
+        struct Sample {
+            1 location_id: packed uint64 Vec<u64>,
+            2 value: packed int64 Vec<i64>,
+            3 label: repeated message Vec<Label>,
+        }
+
+        struct Label {
+            1 key: scalar int64 i64,
+            2 str: scalar int64 i64,
+            3 num: scalar int64 i64,
+            4 num_unit: scalar int64 i64,
+        }
+
+        struct Mapping {
+            1 id: scalar uint64 u64,
+            2 memory_start: scalar uint64 u64,
+            3 memory_limit: scalar uint64 u64,
+            4 file_offset: scalar uint64 u64,
+            5 filename: scalar int64 i64,
+            6 build_id: scalar int64 i64,
+            7 has_functions: scalar bool bool,
+            8 has_filenames: scalar bool bool,
+            9 has_line_numbers: scalar bool bool,
+            10 has_inline_frames: scalar bool bool,
+        }
+
+        struct Location {
+            1 id: scalar uint64 u64,
+            2 mapping_id: scalar uint64 u64,
+            3 address: scalar uint64 u64,
+            4 line: repeated message Vec<Line>,
+        }
+
+        struct Line {
+            1 function_id: scalar uint64 u64,
+            2 line: scalar int64 i64,
+        }
+
+        struct Function {
+            1 id: scalar uint64 u64,
+            2 name: scalar int64 i64,
+            3 system_name: scalar int64 i64,
+            4 filename: scalar int64 i64,
+            5 start_line: scalar int64 i64,
+        }
     }
 
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Label {
-        #[prost(int64, tag = "1")]
-        pub(super) key: i64,
-        #[prost(int64, tag = "2")]
-        pub(super) str: i64,
-        #[prost(int64, tag = "3")]
-        pub(super) num: i64,
-        #[prost(int64, tag = "4")]
-        pub(super) num_unit: i64,
-    }
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use prost::Message;
 
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Mapping {
-        #[prost(uint64, tag = "1")]
-        pub(super) id: u64,
-        #[prost(uint64, tag = "2")]
-        pub(super) memory_start: u64,
-        #[prost(uint64, tag = "3")]
-        pub(super) memory_limit: u64,
-        #[prost(uint64, tag = "4")]
-        pub(super) file_offset: u64,
-        #[prost(int64, tag = "5")]
-        pub(super) filename: i64,
-        #[prost(int64, tag = "6")]
-        pub(super) build_id: i64,
-        #[prost(bool, tag = "7")]
-        pub(super) has_functions: bool,
-        #[prost(bool, tag = "8")]
-        pub(super) has_filenames: bool,
-        #[prost(bool, tag = "9")]
-        pub(super) has_line_numbers: bool,
-        #[prost(bool, tag = "10")]
-        pub(super) has_inline_frames: bool,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Location {
-        #[prost(uint64, tag = "1")]
-        pub(super) id: u64,
-        #[prost(uint64, tag = "2")]
-        pub(super) mapping_id: u64,
-        #[prost(uint64, tag = "3")]
-        pub(super) address: u64,
-        #[prost(message, repeated, tag = "4")]
-        pub(super) line: Vec<Line>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Line {
-        #[prost(uint64, tag = "1")]
-        pub(super) function_id: u64,
-        #[prost(int64, tag = "2")]
-        pub(super) line: i64,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub(super) struct Function {
-        #[prost(uint64, tag = "1")]
-        pub(super) id: u64,
-        #[prost(int64, tag = "2")]
-        pub(super) name: i64,
-        #[prost(int64, tag = "3")]
-        pub(super) system_name: i64,
-        #[prost(int64, tag = "4")]
-        pub(super) filename: i64,
-        #[prost(int64, tag = "5")]
-        pub(super) start_line: i64,
+        #[test]
+        fn messages_round_trip_and_skip_what_they_do_not_know() {
+            let profile = Profile {
+                sample_type: vec![ValueType { r#type: 1, unit: 2 }],
+                sample: vec![Sample {
+                    location_id: vec![1, 2, 300],
+                    value: vec![-5, 0, 1 << 40],
+                    label: vec![Label {
+                        key: 3,
+                        num: 1024,
+                        ..Label::default()
+                    }],
+                }],
+                mapping: vec![Mapping {
+                    id: 1,
+                    memory_limit: u64::MAX,
+                    has_functions: true,
+                    ..Mapping::default()
+                }],
+                string_table: vec![String::new(), "bytes".into(), "ü".into()],
+                period_type: Some(ValueType::default()),
+                period: 524_288,
+                comment: vec![2],
+                ..Profile::default()
+            };
+            let bytes = profile.encode_to_vec();
+            assert_eq!(bytes.len(), profile.encoded_len());
+            assert_eq!(Profile::decode(bytes.as_slice()).unwrap(), profile);
+            // A field this exporter does not write (`drop_frames`, 7) is skipped.
+            let mut with_unknown = bytes.clone();
+            with_unknown.extend_from_slice(&[7 << 3, 0]);
+            assert_eq!(Profile::decode(with_unknown.as_slice()).unwrap(), profile);
+            // Proto3 scalars at their default are not written at all.
+            assert!(ValueType::default().encode_to_vec().is_empty());
+            assert!(Profile::decode(&bytes[..bytes.len() - 1]).is_err());
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The terminal report: a header of totals and gauges, then the sites ranked by live bytes,
 //! then the stacks of the top few.
 
+use crate::origin::{classify, Origin};
 use crate::report::{AtPeak, Location, Report, Site};
 use crate::units::{grouped, human_bytes};
 use std::collections::HashMap;
@@ -275,13 +276,10 @@ impl Report {
                         == (&site.site.function, &site.site.file, site.site.line)
                 })
                 .map_or(&site.frames[..], |at_site| &site.frames[at_site + 1..]);
-            // End at the program's last frame (its files are shown relative to the
-            // workspace): below it are the runtime and libc calling `main`.
-            let is_program = |f: &Location| {
-                f.file
-                    .as_deref()
-                    .is_some_and(|file| !file.starts_with('/') && !file.starts_with('.'))
-            };
+            // End at the program's last frame: below it are the runtime and libc calling
+            // `main`.
+            let is_program =
+                |f: &Location| classify(&f.function, f.file.as_deref()) == Origin::Program;
             let end = callers
                 .iter()
                 .rposition(is_program)
@@ -301,6 +299,32 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use crate::export::tests::sample_report;
+
+    #[test]
+    fn paths_are_shown_shortened_and_kept_whole_in_the_model() {
+        let mut report = sample_report();
+        let registry = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f";
+        let file = format!("{registry}/crossbeam-epoch-0.9.18/src/atomic.rs");
+        report.sites[1].site.file = Some(file.clone());
+        let text = report.to_text();
+        assert!(
+            text.contains("app::cache<[u8; 4]>  crossbeam-epoch-0.9.18/src/atomic.rs:3"),
+            "{text}"
+        );
+        assert!(!text.contains(registry), "{text}");
+        assert_eq!(report.sites[1].site.file.as_deref(), Some(file.as_str()));
+        // The stacks' frames too: a std frame between the site and `app::main`.
+        let caller = &mut report.sites[0].frames[3];
+        caller.file = Some("/rustc/abc/library/std/src/rt.rs".into());
+        caller.function = "std::rt::lang_start".into();
+        let text = report.to_text();
+        assert!(
+            text.contains(
+                "     std::rt::lang_start  std/src/rt.rs:12\n     app::main  src/main.rs:30\n"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn each_stack_lists_the_callers_below_its_site() {

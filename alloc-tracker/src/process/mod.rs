@@ -1,15 +1,16 @@
 //! What the tracker knows of its process beyond the heap: gauges for the report (threads,
-//! open file descriptors, resident memory), and the executable mappings for pprof ([`maps`]).
+//! open file descriptors, resident memory), and the executable mappings for pprof.
 //!
 //! Read from `/proc/self` on Linux; `None` elsewhere (absent, not wrong). The tracker's own
 //! thread and file descriptors (the signal watcher and its pipe) are subtracted, so the
 //! gauges describe the program.
 
 pub(crate) mod limit;
-pub(crate) mod maps;
 
+use crate::export::pprof::MemoryMapping;
 use crate::export::Context;
 use crate::report::{MallocGauges, ProcessGauges};
+use crate::symbols::modules::Modules;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Threads and file descriptors the tracker itself holds open.
@@ -76,7 +77,7 @@ pub(crate) fn rss_bytes() -> Option<u64> {
 /// command line, pid and the time.
 pub(crate) fn render_context() -> Context {
     Context {
-        mappings: maps::process_mappings(),
+        mappings: mappings(),
         // `args_os`: `args` panics on an argument that is not UTF-8.
         command: std::env::args_os()
             .map(|arg| arg.to_string_lossy().into_owned())
@@ -84,5 +85,51 @@ pub(crate) fn render_context() -> Context {
             .join(" "),
         pid: std::process::id(),
         time_nanos: crate::clock::unix_nanos_now(),
+    }
+}
+
+/// The executable mappings of this process's modules (as `/proc/self/maps` shows them),
+/// with each module's GNU build id (read from its notes in memory), for pprof's `Mapping`
+/// rows.
+fn mappings() -> Vec<MemoryMapping> {
+    Modules::loaded()
+        .iter()
+        .filter(|module| module.has_file())
+        .flat_map(|module| {
+            let file = module.path.display().to_string();
+            let build_id = module.build_id_hex();
+            module.mappings().map(move |mapping| MemoryMapping {
+                start: mapping.start,
+                limit: mapping.limit,
+                offset: mapping.offset,
+                file: file.clone(),
+                build_id: build_id.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "reads the loader's module list and memory, which under Miri are the interpreter's"
+    )]
+    fn the_executable_is_mapped_with_its_build_id() {
+        let exe = std::env::current_exe().unwrap();
+        let all = mappings();
+        let own = all
+            .iter()
+            .find(|m| std::path::Path::new(&m.file) == exe)
+            .expect("the test binary is mapped executable");
+        assert!(own.build_id.len() >= 16, "build id {:?}", own.build_id);
+        assert!(own.build_id.chars().all(|c| c.is_ascii_hexdigit()));
+        let here = mappings as fn() -> Vec<MemoryMapping> as usize as u64;
+        assert!(all
+            .iter()
+            .any(|m| m.file == own.file && (m.start..m.limit).contains(&here)));
     }
 }
