@@ -103,3 +103,56 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
     );
     cli::exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope_check::LeakSite;
+    use alloc_tracker::Scope;
+
+    /// Bytes of each page.
+    const SIZE: usize = 5000;
+    /// Entries the fixed cache holds.
+    const CAPACITY: u64 = 4;
+    /// Requests measured: many times the capacity.
+    const REQUESTS: u64 = 16 * CAPACITY;
+
+    /// Serves requests `requests` for users not seen before, as `run` does.
+    fn serve(cache: &mut Cache, requests: std::ops::Range<u64>) {
+        for request in requests {
+            let user = request.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            std::hint::black_box(cache.get_or_render(user, SIZE));
+        }
+    }
+
+    #[test]
+    fn leaky_cache_keeps_every_page() {
+        let mut cache = Cache::new(true, CAPACITY);
+        let scope = Scope::start();
+        serve(&mut cache, 0..REQUESTS);
+        let usage = scope.finish();
+        LeakSite::of("cache.rs").assert_leaks(&usage, REQUESTS * SIZE as u64, REQUESTS);
+    }
+
+    /// A bounded cache keeps what it is for: the pages of its last `CAPACITY` requests,
+    /// which the scope made. So its pin is its bound, not 0: however many requests it
+    /// serves, it retains `CAPACITY` pages at most (exactly that here, as `REQUESTS` is
+    /// larger), where the leaky one retains all `REQUESTS` of them.
+    #[test]
+    fn lru_cache_keeps_at_most_its_capacity() {
+        let mut cache = Cache::new(false, CAPACITY);
+        // Warm-up: fill the cache, which allocates its list nodes (reused from then on).
+        // Its map is sized for `CAPACITY` from the start and never grows: a table under
+        // 16 buckets has no tombstones to rehash for.
+        serve(&mut cache, 0..CAPACITY);
+        let scope = Scope::start();
+        serve(&mut cache, CAPACITY..CAPACITY + REQUESTS);
+        let usage = scope.finish();
+        usage.assert_retains_at_most(CAPACITY * SIZE as u64);
+        assert_eq!(
+            LeakSite::of("cache.rs").retained(&usage),
+            (CAPACITY * SIZE as u64, CAPACITY),
+            "{usage}"
+        );
+    }
+}

@@ -128,3 +128,63 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
     println!("Handled {} of request bodies", cli::human_bytes(handled));
     cli::exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope_check::LeakSite;
+    use alloc_tracker::{Scope, Usage};
+
+    /// Bytes of each request body.
+    const SIZE: usize = 2048;
+    /// Events the fixed log retains.
+    const RETAIN: usize = 4;
+    /// Requests measured: many times the window.
+    const REQUESTS: usize = 16 * RETAIN;
+
+    /// Requests `ids`, with their bodies.
+    fn requests(ids: std::ops::Range<usize>) -> Vec<Request> {
+        ids.map(|id| Request {
+            id: id as u64,
+            body: vec![cli::fill(id as u64); SIZE],
+        })
+        .collect()
+    }
+
+    /// Audits `requests`, as `run` does, in a scope (the requests are the caller's).
+    fn audit_in_scope(requests: &[Request], leaky: bool) -> Usage {
+        let scope = Scope::start();
+        for request in requests {
+            audit(request, leaky, RETAIN);
+        }
+        scope.finish()
+    }
+
+    // Each test touches one of the two statics, so they do not disturb one another.
+
+    #[test]
+    fn leaky_audit_log_keeps_every_body() {
+        let usage = audit_in_scope(&requests(0..REQUESTS), true);
+        let n = REQUESTS as u64;
+        LeakSite::of("global.rs").assert_leaks(&usage, n * SIZE as u64, n);
+    }
+
+    /// The fixed log keeps what it is for: its last `RETAIN` events, whose bodies the scope
+    /// copied. So its pin is its bound, not 0: however many requests come, it retains
+    /// `RETAIN` bodies at most (exactly that here), where the leaky log retains them all.
+    #[test]
+    fn fixed_audit_log_keeps_at_most_its_window() {
+        // Warm-up: fill the window, which gives the log its capacity (kept from then on).
+        for request in &requests(0..RETAIN) {
+            audit(request, false, RETAIN);
+        }
+        let usage = audit_in_scope(&requests(RETAIN..RETAIN + REQUESTS), false);
+        let bound = (RETAIN * SIZE) as u64;
+        usage.assert_retains_at_most(bound);
+        assert_eq!(
+            LeakSite::of("global.rs").retained(&usage),
+            (bound, RETAIN as u64),
+            "{usage}"
+        );
+    }
+}

@@ -128,3 +128,44 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
     }
     cli::exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope_check::LeakSite;
+    use alloc_tracker::Scope;
+
+    /// Bytes of each upload's read buffer.
+    const SIZE: usize = 64 * 1024;
+
+    /// A spool directory for one test, removed when it ends.
+    fn spool() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("handle-test-")
+            .tempdir()
+            .expect("a temporary spool directory")
+    }
+
+    #[test]
+    fn leaky_upload_keeps_its_reader() {
+        let spool = spool();
+        let mut uploads = HashMap::new();
+        let scope = Scope::start();
+        receive(&mut uploads, spool.path(), 1, SIZE, true).expect("upload 1");
+        let usage = scope.finish();
+        LeakSite::of("handle.rs").assert_leaks(&usage, SIZE as u64, 1);
+        assert!(uploads[&1].done);
+    }
+
+    #[test]
+    fn fixed_upload_retains_nothing() {
+        let spool = spool();
+        let mut uploads = HashMap::new();
+        // Warm-up: the first upload gives the map its table, which it keeps.
+        receive(&mut uploads, spool.path(), 1, SIZE, false).expect("upload 1");
+        let scope = Scope::start();
+        receive(&mut uploads, spool.path(), 2, SIZE, false).expect("upload 2");
+        scope.finish().assert_retains_at_most(0);
+        assert!(uploads.is_empty());
+    }
+}

@@ -16,6 +16,18 @@
 //! | [`rc_cycle`] | parent ↔ child `Rc` cycles | `Weak` back-pointers |
 //!
 //! Options and progress lines are shared by all ([`cli`]).
+//!
+//! Each module also pins its leak and its fix with a unit test, the way a user would: the
+//! pattern's step (one request, one event, one iteration …) runs in an
+//! [`alloc_tracker::Scope`], which must name the `leak-site` line for the leaky variant and
+//! find nothing retained (or only the fix's bound) for the fixed one.
+
+// `Scope` needs the tracker as the global allocator of the binary it measures in: here, the
+// library's unit-test binary only. The demo binaries install it themselves, and the
+// library must not impose an allocator on whatever links it.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_tracker::Tracker = alloc_tracker::Tracker::system();
 
 pub mod cache;
 pub mod cli;
@@ -25,5 +37,7 @@ pub mod handle;
 pub mod listener;
 pub mod rc_cycle;
 pub mod reslice;
+#[cfg(test)]
+mod scope_check;
 pub mod stale_slot;
 pub mod ticker;

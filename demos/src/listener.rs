@@ -165,3 +165,35 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
     });
     cli::exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope_check::LeakSite;
+    use alloc_tracker::Scope;
+
+    /// Bytes of each session's state.
+    const SIZE: usize = 64 * 1024;
+
+    #[test]
+    fn leaky_session_stays_on_the_bus() {
+        let bus = Arc::new(Bus::default());
+        let scope = Scope::start();
+        serve_session(&bus, 1, SIZE, true);
+        let usage = scope.finish();
+        LeakSite::of("listener.rs").assert_leaks(&usage, SIZE as u64, 1);
+        assert_eq!(bus.len(), 1);
+    }
+
+    #[test]
+    fn fixed_session_retains_nothing() {
+        let bus = Arc::new(Bus::default());
+        // Warm-up: the first subscription gives the bus's listener list its capacity,
+        // which it keeps (the bus outlives the sessions).
+        serve_session(&bus, 1, SIZE, false);
+        let scope = Scope::start();
+        serve_session(&bus, 2, SIZE, false);
+        scope.finish().assert_retains_at_most(0);
+        assert!(bus.is_empty());
+    }
+}

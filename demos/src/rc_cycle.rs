@@ -160,3 +160,31 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
     );
     cli::exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope_check::LeakSite;
+    use alloc_tracker::Scope;
+
+    /// Bytes of each node's content.
+    const SIZE: usize = 4096;
+
+    /// The leaked tree stays in this test binary for good: nothing can reach it.
+    #[test]
+    fn leaky_document_outlives_its_request() {
+        let scope = Scope::start();
+        handle_request(1, SIZE, true);
+        let usage = scope.finish();
+        // A root and its sections, each with its content.
+        let nodes = 1 + SECTIONS;
+        LeakSite::of("rc_cycle.rs").assert_leaks(&usage, nodes * SIZE as u64, nodes);
+    }
+
+    #[test]
+    fn fixed_document_retains_nothing() {
+        let scope = Scope::start();
+        handle_request(1, SIZE, false);
+        scope.finish().assert_retains_at_most(0);
+    }
+}

@@ -103,3 +103,45 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
     progress.finish(opts.count, || kept(&headers));
     cli::exit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope_check::LeakSite;
+    use alloc_tracker::{Scope, Usage};
+
+    /// Bytes of each input.
+    const SIZE: usize = 256 * 1024;
+
+    /// Reads input `i` and keeps its header, as `run` does for each input, in a scope; the
+    /// header is kept until the scope has finished.
+    fn load(i: u64, leaky: bool) -> Usage {
+        let scope = Scope::start();
+        let header = keep_header(i, read_input(i, SIZE), leaky);
+        let usage = scope.finish();
+        assert_eq!(header.len(), HEADER);
+        usage
+    }
+
+    #[test]
+    fn leaky_header_keeps_its_whole_input() {
+        let site = LeakSite::of("reslice.rs");
+        // Input 2 is a file (a truncated `Vec`), input 3 a frame (a `Bytes` slice).
+        for i in [2, 3] {
+            site.assert_leaks(&load(i, true), SIZE as u64, 1);
+        }
+    }
+
+    /// The loader keeps a header per input by design: the fix keeps it as a 1 KiB copy.
+    /// So its pin is `HEADER` bytes, the copy, where the leaky loader keeps the whole input.
+    #[test]
+    fn fixed_header_keeps_only_its_copy() {
+        let site = LeakSite::of("reslice.rs");
+        for i in [2, 3] {
+            let usage = load(i, false);
+            usage.assert_retains_at_most(HEADER as u64);
+            assert_eq!(usage.retained_bytes, HEADER as u64, "{usage}");
+            assert_eq!(site.retained(&usage), (0, 0), "{usage}");
+        }
+    }
+}

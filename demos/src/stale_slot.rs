@@ -124,6 +124,32 @@ fn work(job: &Job) -> u64 {
     job.id ^ u64::from(last)
 }
 
+/// Queues the jobs `ids`, a burst, and runs the queue until it is empty, popping the leaky
+/// way or the fixed one. Returns the jobs' checksum.
+fn run_burst(
+    queue: &mut Ring<Arc<Job>>,
+    ids: std::ops::RangeInclusive<u64>,
+    size: usize,
+    leaky: bool,
+) -> u64 {
+    for id in ids {
+        let queued = queue.push(new_job(id, size));
+        assert!(queued.is_ok(), "a burst never exceeds the ring");
+    }
+    let pop = |queue: &mut Ring<Arc<Job>>| {
+        if leaky {
+            queue.pop_leaving_slot()
+        } else {
+            queue.pop()
+        }
+    };
+    let mut checksum = 0;
+    while let Some(job) = pop(queue) {
+        checksum ^= work(&job);
+    }
+    checksum
+}
+
 /// Queues `opts.count` jobs in bursts and runs each burst until the queue is empty, then
 /// exits with the (empty) queue alive.
 pub fn run(opts: &Opts, leaky: bool) -> ! {
@@ -138,13 +164,6 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
             queue.occupied_slots()
         )
     };
-    let pop = |queue: &mut Ring<Arc<Job>>| {
-        if leaky {
-            queue.pop_leaving_slot()
-        } else {
-            queue.pop()
-        }
-    };
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let mut checksum = 0u64;
     let mut done = 0u64;
@@ -156,18 +175,45 @@ pub fn run(opts: &Opts, leaky: bool) -> ! {
         let burst = (1 + seed % MAX_BURST)
             .min(slots as u64)
             .min(opts.count - done);
-        for id in done + 1..=done + burst {
-            let queued = queue.push(new_job(id, size));
-            assert!(queued.is_ok(), "a burst never exceeds the ring");
-        }
-        // … and is run until the queue is empty.
-        while let Some(job) = pop(&mut queue) {
-            checksum ^= work(&job);
-        }
+        // … is queued, and run until the queue is empty.
+        checksum ^= run_burst(&mut queue, done + 1..=done + burst, size, leaky);
         done += burst;
         progress.step(done, || describe(&queue));
     }
     progress.finish(done, || describe(&queue));
     println!("Ran {done} jobs (checksum {checksum:016x})");
     cli::exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope_check::LeakSite;
+    use alloc_tracker::Scope;
+
+    /// Bytes of each job's payload.
+    const SIZE: usize = 64 * 1024;
+    /// Jobs in the burst measured.
+    const BURST: u64 = 3;
+
+    /// The ring's slots are allocated when it is made, before the scope; the burst's jobs
+    /// are the scope's.
+    #[test]
+    fn leaky_pop_leaves_each_job_in_its_slot() {
+        let mut queue = Ring::new(8);
+        let scope = Scope::start();
+        run_burst(&mut queue, 1..=BURST, SIZE, true);
+        let usage = scope.finish();
+        LeakSite::of("stale_slot.rs").assert_leaks(&usage, BURST * SIZE as u64, BURST);
+        assert_eq!((queue.len(), queue.occupied_slots()), (0, BURST as usize));
+    }
+
+    #[test]
+    fn fixed_pop_retains_nothing() {
+        let mut queue = Ring::new(8);
+        let scope = Scope::start();
+        run_burst(&mut queue, 1..=BURST, SIZE, false);
+        scope.finish().assert_retains_at_most(0);
+        assert_eq!((queue.len(), queue.occupied_slots()), (0, 0));
+    }
 }
