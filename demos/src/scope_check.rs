@@ -73,8 +73,13 @@ impl LeakSite {
             .expect_err("a scope that retains memory fails `assert_retains_at_most(0)`")
             .downcast::<String>()
             .expect("a formatted message");
+        let count = if blocks == 1 {
+            "1 block".to_string()
+        } else {
+            format!("{blocks} blocks")
+        };
         let named = message.lines().any(|line| {
-            line.contains(&format!("{bytes} bytes in {blocks} blocks at "))
+            line.contains(&format!("{bytes} bytes in {count} at "))
                 && line.ends_with(&format!("{}:{}", self.file, self.line))
         });
         assert!(

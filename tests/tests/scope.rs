@@ -143,6 +143,11 @@ fn the_assertion_names_the_retaining_line() {
     );
     assert!(message.contains("leak_for_the_message"), "{message}");
     usage.assert_retains_at_most(3_000);
+    let line = marker_line(SOURCE, "// retained here") as u32;
+    assert_eq!(usage.retained_at(SOURCE, line), 3_000);
+    assert_eq!(usage.growth_bytes(), 3_000);
+    assert!(std::panic::catch_unwind(|| usage.assert_grows_at_most(2_999)).is_err());
+    usage.assert_grows_at_most(3_000);
     drop(kept);
 }
 
