@@ -96,6 +96,10 @@ pub struct TrackerFigures {
     /// The unwinder in use: `fp` or `dwarf`.
     #[serde(default)]
     pub unwinder: String,
+    /// How frames were named: `debug info`, or `symbol tables` (a report made at the memory
+    /// limit, which reads no debug info: functions only, no file:line).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub naming: String,
 }
 
 /// Estimated figures for a site or a stack (Horvitz–Thompson sums over its samples).

@@ -33,6 +33,11 @@ pub(crate) fn take_with(naming: Naming) -> Report {
         dropped_samples: samples::dropped(),
         pooled_samples: stacks::pooled_samples(),
         unwinder: capture::unwinder_in_use().to_string(),
+        naming: match naming {
+            Naming::DebugInfo => "debug info",
+            Naming::SymbolTables => "symbol tables",
+        }
+        .to_string(),
     };
     let mut report = build(Inputs {
         sample_rate: sampler::rate_in_use(),

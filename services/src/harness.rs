@@ -97,6 +97,17 @@ impl Ended {
     }
 
     /// Asserts a graceful end: exit code 0 and `clean shutdown` printed.
+    /// Asserts that the program exited with status 0.
+    pub fn assert_exited_ok(&self) {
+        assert_eq!(
+            self.status.code(),
+            Some(0),
+            "expected exit 0; {}",
+            self.describe()
+        );
+    }
+
+    /// Asserts exit 0 after the program said `clean shutdown`.
     pub fn assert_clean_shutdown(&self) {
         assert_eq!(
             self.status.code(),
@@ -145,6 +156,20 @@ impl Service {
     /// Starts the program at `exe` with `args` and `env` (no `ALLOC_TRACKER_*` variable of
     /// this process is passed on), its stdout and stderr piped to this process.
     pub fn start(exe: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_in(exe, args, env, None)
+    }
+
+    /// [`Service::start`], the program joining the cgroup whose `cgroup.procs` file is
+    /// `cgroup_procs` before it runs (so its memory limit holds from its first allocation).
+    pub fn start_in(
+        exe: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cgroup_procs: Option<&Path>,
+    ) -> Self {
+        let join = cgroup_procs.map(|path| {
+            std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("a path without NUL")
+        });
         let name = Path::new(exe)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -166,13 +191,26 @@ impl Service {
             .stderr(Stdio::piped());
         // A shell starts background jobs (`cargo test &`) with SIGINT ignored, and an
         // ignored disposition survives exec: the programs start with the default actions,
-        // as a service manager starts them. (std already empties the signal mask.)
-        // SAFETY: the closure runs between fork and exec and only calls `signal`, which is
-        // async-signal-safe and touches no memory of the parent.
+        // as a service manager starts them. (std already empties the signal mask.) Joining
+        // the cgroup writes "0" (the writing process) to its `cgroup.procs`.
+        // SAFETY: the closure runs between fork and exec and only calls `signal`, `open`,
+        // `write` and `close`, which are async-signal-safe; `join` is a NUL-terminated path
+        // made before the fork, only read here.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 for signal in [libc::SIGINT, libc::SIGTERM] {
                     libc::signal(signal, libc::SIG_DFL);
+                }
+                if let Some(path) = &join {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let written = libc::write(fd, b"0\n".as_ptr().cast(), 2);
+                    libc::close(fd);
+                    if written != 2 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

@@ -197,6 +197,13 @@ impl Report {
                 (d, p) => format!("; {d} samples dropped, {p} pooled in [other stacks]"),
             }
         );
+        if self.tracker.naming == "symbol tables" {
+            let _ = writeln!(
+                out,
+                "sites named from the symbol tables alone (made near the memory limit, without \
+                 reading debug info): functions, no file:line"
+            );
+        }
         if let Some(malloc) = &self.process.malloc {
             let _ = writeln!(
                 out,
