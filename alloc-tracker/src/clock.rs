@@ -18,9 +18,12 @@ pub(crate) fn monotonic_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
-/// Records the tracker's start time (the first call wins).
+/// Records the tracker's start time (the first call wins). Reads before it writes: called
+/// at every sample, a write to the shared line each time would bounce it between cores.
 pub(crate) fn mark_start() {
-    let _ = START_NS.compare_exchange(0, monotonic_ns(), Ordering::Relaxed, Ordering::Relaxed);
+    if START_NS.load(Ordering::Relaxed) == 0 {
+        let _ = START_NS.compare_exchange(0, monotonic_ns(), Ordering::Relaxed, Ordering::Relaxed);
+    }
 }
 
 /// Nanoseconds since the tracker started.
