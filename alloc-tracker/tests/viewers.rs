@@ -1,5 +1,6 @@
 //! The exports, opened by the real clients: `go tool pprof` on a profile written at exit
-//! and on the live endpoint, the SVG flamegraph as XML, the DHAT JSON's fields.
+//! and on the live endpoint, the SVG flamegraph in headless Chromium, the DHAT JSON in
+//! DHAT's own viewer (`dh_view.html`) in headless Chromium.
 //!
 //! One `#[test]`, which runs this same binary again as a child with `ALLOC_TRACKER_*` set
 //! (they are read once, at the first allocation, so they must be in the environment from
@@ -7,8 +8,9 @@
 //! ephemeral port (`ALLOC_TRACKER_HTTP=127.0.0.1:0`), and writes every format at exit.
 //! The parent checks that the leaking function tops each of them.
 //!
-//! `go` must be installed (`apt-get install -y golang-go`): without it the test fails, it
-//! does not skip.
+//! The real clients must be installed — `go` (`apt-get install -y golang-go`), Chromium
+//! (`chromium`) and DHAT's viewer (`valgrind`); `./run-tests` installs them: without them
+//! the test fails, it does not skip.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -202,8 +204,10 @@ fn parent() {
 
     if cfg!(feature = "svg") {
         check_svg(&path("heap.svg"));
+        check_svg_in_a_browser(&path("heap.svg"));
     }
     check_dhat(&path("heap.dhat.json"));
+    check_dhat_in_its_viewer(&path("heap.dhat.json"));
     check_folded(&path("heap.folded"));
 }
 
@@ -296,6 +300,109 @@ fn check_svg(path: &str) {
         .filter_map(|node| node.text())
         .any(|text| text.contains(LEAKER));
     assert!(names_leaker, "the flamegraph does not name {LEAKER}");
+}
+
+/// Chromium (Debian's `chromium`), headless, for the viewers that are web pages.
+const CHROMIUM: &str = "chromium";
+/// DHAT's own viewer, as Debian's `valgrind` package ships it.
+const DH_VIEW: &str = "/usr/libexec/valgrind/dh_view.html";
+
+/// The DOM of `page` after headless Chromium loaded it and ran its scripts.
+fn chromium_dom(page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("headless Chromium is needed to open the viewers (apt-get install -y chromium): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// DHAT's own viewer (`dh_view.html` from Valgrind) loads the `.dhat.json` through its own
+/// file input and shows a tree whose top program point is the leak — no error, no empty
+/// view.
+fn check_dhat_in_its_viewer(path: &str) {
+    let viewer = Path::new(DH_VIEW);
+    assert!(
+        viewer.is_file(),
+        "DHAT's viewer is needed to test the DHAT export with the real client \
+         (apt-get install -y valgrind puts it at {DH_VIEW})"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["dh_view.js", "dh_view.css"] {
+        std::fs::copy(viewer.with_file_name(file), dir.path().join(file)).unwrap();
+    }
+    let data = std::fs::read_to_string(path).unwrap();
+    // The viewer's page, plus a script that hands our file to its own file input, the way a
+    // user picking it in the file dialog does.
+    let page = std::fs::read_to_string(viewer).unwrap().replace(
+        "<body onload=\"onLoad()\"></body>",
+        &format!(
+            "<body onload=\"onLoad(); load()\"></body>\n<script>\n\
+                 function load() {{\n\
+                   const transfer = new DataTransfer();\n\
+                   transfer.items.add(new File([{}], 'heap.dhat.json'));\n\
+                   gInput.files = transfer.files;\n\
+                   gInput.onchange();\n\
+                 }}\n</script>",
+            serde_json::to_string(&data).unwrap()
+        ),
+    );
+    let html = dir.path().join("dh_view.html");
+    std::fs::write(&html, page).unwrap();
+    let dom = chromium_dom(&html);
+    assert!(
+        !dom.contains("class=\"error\""),
+        "DHAT's viewer shows an error: {}",
+        &dom[..dom.len().min(4000)]
+    );
+    assert!(
+        dom.contains("Total:"),
+        "DHAT's viewer shows no tree: {}",
+        &dom[..dom.len().min(4000)]
+    );
+    assert!(dom.contains(LEAKER), "DHAT's viewer does not name {LEAKER}");
+    assert!(
+        dom.contains("heap.dhat.json"),
+        "the viewer did not load the file"
+    );
+}
+
+/// The SVG flamegraph, opened by a real browser: it parses (Chromium shows a parser error
+/// page for broken XML), and draws frames, one of them the leak.
+fn check_svg_in_a_browser(path: &str) {
+    let dom = chromium_dom(Path::new(path));
+    assert!(
+        !dom.contains("parsererror") && !dom.contains("This page contains the following errors"),
+        "Chromium cannot read the flamegraph: {}",
+        &dom[..dom.len().min(2000)]
+    );
+    let frames = dom.matches("<rect").count();
+    assert!(frames >= 3, "the flamegraph draws {frames} rectangles");
+    assert!(
+        dom.contains(LEAKER),
+        "the flamegraph does not name {LEAKER}"
+    );
 }
 
 fn check_dhat(path: &str) {

@@ -127,7 +127,11 @@ fn assert_emergency_at_the_growth(report: &Value) {
             "{first}"
         );
     } else {
-        assert_eq!(report["tracker"]["naming"], "symbol tables", "{}", report["tracker"]);
+        assert_eq!(
+            report["tracker"]["naming"], "symbol tables",
+            "{}",
+            report["tracker"]
+        );
     }
     assert!(
         first["evidence"]
