@@ -63,9 +63,13 @@ pub struct TrackerFigures {
     /// Samples whose stack was pooled in `[other stacks]` because the table was at its cap.
     #[serde(default)]
     pub pooled_samples: u64,
-    /// The unwinder in use: `fp` or `dwarf`.
+    /// The unwinder in use: `fp` (frame pointers), `table` (unwind tables) or `dwarf`.
     #[serde(default)]
     pub unwinder: String,
+    /// Stacks the table unwinder could not unwind exactly (code without unwind tables, a
+    /// signal frame) and left to DWARF unwinding.
+    #[serde(default)]
+    pub dwarf_fallbacks: u64,
 }
 
 /// Estimated figures for a site or a stack (Horvitz–Thompson sums over its samples).

@@ -28,6 +28,7 @@ pub(crate) fn take() -> Report {
         dropped_samples: samples::dropped(),
         pooled_samples: stacks::pooled_samples(),
         unwinder: capture::unwinder_in_use().to_string(),
+        dwarf_fallbacks: capture::dwarf_fallbacks(),
     };
     let mut report = build(Inputs {
         sample_rate: sampler::rate_in_use(),
