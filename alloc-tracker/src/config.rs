@@ -30,7 +30,7 @@ pub enum Unwind {
     /// `-C force-frame-pointers=yes` to see every frame.
     FramePointer,
     /// The unwind tables (`.eh_frame`) of the loaded objects, each return address's rule
-    /// cached: about 8 ns a frame once warm, right for code built without frame pointers
+    /// cached: about 6 ns a frame once warm, right for code built without frame pointers
     /// (Cargo's default). A stack it cannot unwind exactly (code without unwind tables, a
     /// signal frame) is captured by DWARF instead and counted in the report
     /// (`tracker.dwarf_fallbacks`). Linux on x86_64 and aarch64; DWARF elsewhere.

@@ -4,7 +4,7 @@
 //! - [`fp`], **frame pointers**: follow the saved-frame-pointer chain, about 1 ns a frame,
 //!   right only for code built with `-C force-frame-pointers=yes`.
 //! - [`table`], **unwind tables**: each return address's CFI rule, cached, applied to the
-//!   stack: about 8 ns a frame when warm, right for code built without frame pointers
+//!   stack: about 6 ns a frame when warm, right for code built without frame pointers
 //!   (Cargo's default). A stack it cannot unwind exactly (code without CFI, a signal frame)
 //!   goes to DWARF instead, and is counted ([`dwarf_fallbacks`]).
 //! - [`dwarf`], **DWARF** through `backtrace`: 50–200 ns a frame, right for any code with

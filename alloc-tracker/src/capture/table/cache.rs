@@ -42,7 +42,7 @@ impl RuleCache {
 
     #[inline]
     fn set(&self, key: u64) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SET_BITS)) as usize
+        (key ^ key >> SET_BITS) as usize & (SETS - 1)
     }
 
     /// The rule cached for `key`.
@@ -66,9 +66,22 @@ impl RuleCache {
         set[0] = Entry { key, rule };
     }
 
-    /// Forgets every rule (the loaded objects changed).
-    pub(super) fn clear(&mut self) {
-        self.sets.fill([EMPTY; 2]);
+    /// Forgets every rule that may no longer hold (the loaded objects changed).
+    pub(super) fn forget_stale(&mut self) {
+        for set in self.sets.iter_mut() {
+            let kept = set.map(|entry| {
+                if entry.rule.may_go_stale() {
+                    EMPTY
+                } else {
+                    entry
+                }
+            });
+            *set = if kept[0].key == 0 {
+                [kept[1], EMPTY]
+            } else {
+                kept
+            };
+        }
     }
 }
 
@@ -94,8 +107,8 @@ mod tests {
         assert_eq!(cache.get(first), None, "the oldest is evicted");
         assert_eq!(cache.get(second), Some(rule));
         assert_eq!(cache.get(third), Some(rule));
-        cache.clear();
-        assert_eq!(cache.get(third), None);
+        cache.forget_stale();
+        assert_eq!(cache.get(third), None, "an unknown rule may go stale");
         assert_eq!(RuleCache::BYTES, 64 * 1024);
     }
 }

@@ -31,6 +31,8 @@ pub(super) struct Code {
     pub(super) eh_frame: EhFrame<Bytes>,
     /// Section addresses (in the file), for the tables' relative pointers.
     pub(super) bases: BaseAddresses,
+    /// Whether the object can never be unloaded (see [`is_permanent`]).
+    pub(super) permanent: bool,
 }
 
 /// A snapshot of the loaded objects' code and unwind tables.
@@ -131,15 +133,48 @@ unsafe extern "C" fn visit(
     // SAFETY: `headers` are the object's own program headers and `dlpi_addr` its load bias,
     // so each `PT_LOAD` segment they describe is mapped.
     if let Some(tables) = unsafe { Tables::find(headers, info.dlpi_addr) } {
+        let permanent = is_permanent(info, headers);
         for header in headers {
             if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
                 let start = info.dlpi_addr.wrapping_add(header.p_vaddr);
                 let range = start..start.wrapping_add(header.p_memsz);
-                found.code.push(tables.code(range, header.p_vaddr));
+                found.code.push(tables.code(range, header.p_vaddr, permanent));
             }
         }
     }
     0
+}
+
+/// Whether an object can never be unloaded, so that the rules of its code hold for the
+/// life of the process: the program itself, the vDSO, the C library (which holds
+/// `dl_iterate_phdr`; a dependency of the program) and the object holding this code (an
+/// unwind runs this code, so it is loaded; a tracker in a shared library also pins
+/// itself). Other objects may be loaded with `dlopen` and unloaded with `dlclose`.
+fn is_permanent(info: &libc::dl_phdr_info, headers: &[libc::Elf64_Phdr]) -> bool {
+    // SAFETY: getauxval has no preconditions.
+    let (program, vdso) = unsafe {
+        (
+            libc::getauxval(libc::AT_PHDR),
+            libc::getauxval(libc::AT_SYSINFO_EHDR),
+        )
+    };
+    let holds = |address: usize| {
+        let address = address as u64;
+        headers.iter().any(|h| {
+            h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0 && {
+                let start = info.dlpi_addr.wrapping_add(h.p_vaddr);
+                (start..start.wrapping_add(h.p_memsz)).contains(&address)
+            }
+        })
+    };
+    let elf_header = headers
+        .iter()
+        .find(|h| h.p_type == libc::PT_LOAD)
+        .map(|h| info.dlpi_addr.wrapping_add(h.p_vaddr.wrapping_sub(h.p_offset)));
+    info.dlpi_phdr as u64 == program
+        || (vdso != 0 && elf_header == Some(vdso))
+        || holds(libc::dl_iterate_phdr as *const () as usize)
+        || holds(is_permanent as *const () as usize)
 }
 
 /// An object's `.eh_frame_hdr` and `.eh_frame`.
@@ -181,7 +216,7 @@ impl Tables {
 
     /// The unwind view of one executable segment mapped at `range`, at `text_svma` in the
     /// file.
-    fn code(&self, range: Range<u64>, text_svma: u64) -> Code {
+    fn code(&self, range: Range<u64>, text_svma: u64, permanent: bool) -> Code {
         let mut eh_frame = EhFrame::new(self.eh_frame, LittleEndian);
         eh_frame.set_address_size(8);
         #[cfg(target_arch = "aarch64")]
@@ -195,6 +230,7 @@ impl Tables {
                 .set_eh_frame_hdr(self.hdr_svma)
                 .set_eh_frame(self.eh_frame_svma)
                 .set_text(text_svma),
+            permanent,
         }
     }
 }

@@ -7,15 +7,19 @@
 //!   next free one; when all are busy the unwind fails (the caller falls back to DWARF)
 //!   instead of waiting, so an unwind never blocks on another thread's.
 //!
-//! Every unwind first reads the loader's counters (`dl_iterate_phdr`, stopped at the first
+//! Objects may come (`dlopen`) and go (`dlclose`), and another may then be mapped where one
+//! was. So before an unwind reads a table (a cache miss) or uses a rule that may have gone
+//! stale (one of an object that may be unloaded, or "unknown", which a later load may
+//! cover), it reads the loader's counters once (`dl_iterate_phdr`, stopped at the first
 //! object: ~30 ns). If an object was loaded or unloaded since the slot's snapshot, the slot
-//! takes the newer snapshot (scanning if nobody has yet) and forgets its rules, so a rule
-//! never outlives the code it was derived from, and a table is only read while its object
-//! is known to be loaded.
+//! takes the newer snapshot (scanning if nobody has yet), forgets those rules, and the
+//! unwind starts again. A rule never outlives the code it was derived from, a table is only
+//! read while its object is known to be loaded, and a stack that stays in the objects that
+//! are never unloaded (the program, the C library, the vDSO) costs no loader call.
 
 use super::cache::RuleCache;
 use super::modules::{self, Modules};
-use super::rules::{self, Context, SavedFp, Step};
+use super::rules::{self, Context};
 use super::start::{Stack, Start};
 use crate::spin::{SpinGuard, SpinLock};
 use std::cell::Cell;
@@ -46,20 +50,25 @@ struct Slot {
 }
 
 
+/// Restarts of one unwind after finding the snapshot stale.
+const MAX_RESTARTS: usize = 2;
+
+/// Why an attempt at an unwind stopped short.
+enum Stop {
+    /// A frame could not be unwound exactly.
+    Failed,
+    /// The loader's counters moved (to these) since the slot's snapshot: start again.
+    Stale((u64, u64)),
+}
+
 /// Unwinds from `start` (registers read in `table::capture`), reading the stack up to
 /// `stack_top`: `None` if the stack cannot be unwound exactly, or every slot is busy.
 pub(super) fn unwind(start: &Start, stack_top: usize, out: &mut [usize]) -> Option<usize> {
-    let counters = modules::loader_counters()?;
     let mut guard = acquire()?;
     let slot = match &mut *guard {
-        Some(slot) if slot.modules.counters == counters => slot,
-        Some(slot) => {
-            slot.modules = current(counters)?;
-            slot.cache.clear();
-            slot
-        }
+        Some(slot) => slot,
         empty => empty.insert(Slot {
-            modules: current(counters)?,
+            modules: current(modules::loader_counters()?)?,
             cache: RuleCache::new(),
             context: rules::new_context(),
         }),
@@ -68,7 +77,18 @@ pub(super) fn unwind(start: &Start, stack_top: usize, out: &mut [usize]) -> Opti
         low: start.sp,
         high: stack_top as u64,
     };
-    slot.walk(start, &stack, out)
+    let mut checked = false;
+    for _ in 0..=MAX_RESTARTS {
+        match slot.walk(start, &stack, out, &mut checked) {
+            Ok(len) => return Some(len),
+            Err(Stop::Failed) => return None,
+            Err(Stop::Stale(counters)) => {
+                slot.modules = current(counters)?;
+                slot.cache.forget_stale();
+            }
+        }
+    }
+    None
 }
 
 /// Builds the module snapshot now, so that the first unwind does not.
@@ -170,9 +190,30 @@ fn current(counters: (u64, u64)) -> Option<Arc<Modules>> {
 }
 
 impl Slot {
-    /// Unwinds from `start` into `out`; `None` at the first frame without an exact rule,
-    /// or a read outside `stack`.
-    fn walk(&mut self, start: &Start, stack: &Stack, out: &mut [usize]) -> Option<usize> {
+    /// Checks once per unwind (`checked`) that no object was loaded or unloaded since the
+    /// slot's snapshot; `Err` with what the unwind must do otherwise.
+    fn check_current(&self, checked: &mut bool) -> Result<(), Stop> {
+        if !std::mem::replace(checked, true) {
+            let counters = modules::loader_counters().ok_or(Stop::Failed)?;
+            if counters != self.modules.counters {
+                return Err(Stop::Stale(counters));
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt at unwinding from `start` into `out`: how many return addresses it
+    /// wrote, or why it stopped short (a frame without an exact rule, a read outside
+    /// `stack`, a stale snapshot). A rule that may have gone stale (see
+    /// [`rules::Rule::may_go_stale`]), and every new rule, is used only after checking the
+    /// snapshot.
+    fn walk(
+        &mut self,
+        start: &Start,
+        stack: &Stack,
+        out: &mut [usize],
+        checked: &mut bool,
+    ) -> Result<usize, Stop> {
         let mask = self.modules.address_mask;
         let mut sp = start.sp;
         let mut fp = Some(start.fp);
@@ -183,8 +224,14 @@ impl Slot {
         let mut len = 0;
         while len < out.len() {
             let rule = match self.cache.get(lookup) {
-                Some(rule) => rule,
+                Some(rule) => {
+                    if rule.may_go_stale() {
+                        self.check_current(checked)?;
+                    }
+                    rule
+                }
                 None => {
+                    self.check_current(checked)?;
                     let rule = self.modules.find(lookup).map_or(rules::Rule::UNKNOWN, |code| {
                         rules::rule_for(code, lookup, &mut self.context)
                     });
@@ -192,30 +239,32 @@ impl Slot {
                     rule
                 }
             };
-            let (cfa_from_fp, cfa_offset, ra_offset, saved_fp) = match rule.step() {
-                Step::Unknown => return None,
-                Step::End => break,
-                Step::Frame {
-                    cfa_from_fp,
-                    cfa_offset,
-                    ra_offset,
-                    fp,
-                } => (cfa_from_fp, cfa_offset, ra_offset, fp),
+            if !rule.is_frame() {
+                if rule.is_end() {
+                    break;
+                }
+                return Err(Stop::Failed);
+            }
+            let base = if rule.cfa_from_fp() {
+                fp.ok_or(Stop::Failed)?
+            } else {
+                sp
             };
-            let base = if cfa_from_fp { fp? } else { sp };
-            let cfa = base.checked_add(cfa_offset)?;
+            let cfa = base.wrapping_add(rule.cfa_offset());
             // The caller's frame lies above this one, inside the stack.
             if cfa <= sp || cfa > stack.high {
-                return None;
+                return Err(Stop::Failed);
             }
-            let ra = match ra_offset {
-                Some(offset) => stack.read(cfa.checked_add_signed(offset)?)?,
-                None => lr?, // only the first frame's link register is known
+            let at = |offset: i64| stack.read(cfa.wrapping_add_signed(offset)).ok_or(Stop::Failed);
+            let ra = match rule.ra_offset() {
+                // Only the first frame's link register is known.
+                0 => lr.ok_or(Stop::Failed)?,
+                offset => at(offset)?,
             };
-            fp = match saved_fp {
-                SavedFp::Unchanged => fp,
-                SavedFp::At(offset) => Some(stack.read(cfa.checked_add_signed(offset)?)?),
-                SavedFp::Undefined => None,
+            fp = match rule.fp_offset() {
+                0 if rule.fp_undefined() => None,
+                0 => fp,
+                offset => Some(at(offset)?),
             };
             lr = None;
             sp = cfa;
@@ -227,7 +276,7 @@ impl Slot {
             len += 1;
             lookup = ra - 1;
         }
-        Some(len)
+        Ok(len)
     }
 }
 
@@ -235,13 +284,16 @@ impl Slot {
 mod tests {
     use super::*;
 
-    /// The bound stated in the module docs of `table`: 64 KiB of rules and a few KiB of
-    /// gimli context per slot, at most about 1.1 MiB for all slots.
+    /// The bounds stated in the module docs of `table`: 64 KiB of rules and a few KiB of
+    /// gimli context per slot, at most about 1.1 MiB for all slots; about 250 bytes of
+    /// snapshot per executable segment.
     #[test]
-    fn slots_are_as_big_as_documented() {
+    fn memory_is_as_documented() {
         let slot = RuleCache::BYTES + std::mem::size_of::<Context>();
-        println!("one slot: {slot} bytes (context {})", std::mem::size_of::<Context>());
+        let segment = std::mem::size_of::<modules::Code>();
+        println!("one slot: {slot} bytes (context {}); one segment: {segment} bytes", std::mem::size_of::<Context>());
         assert!(std::mem::size_of::<Context>() <= 8 * 1024);
         assert!(MAX_SLOTS * slot <= 11 * (1 << 20) / 10, "{}", MAX_SLOTS * slot);
+        assert!(segment <= 256, "{segment}");
     }
 }

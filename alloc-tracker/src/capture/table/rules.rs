@@ -64,7 +64,7 @@ pub(super) struct Rule {
     ra_words: i16,
     /// Where the caller's frame pointer is saved, in words from the CFA; 0: not saved.
     fp_words: i8,
-    /// [`FRAME`], [`END`], [`CFA_FROM_FP`], [`FP_UNDEFINED`].
+    /// [`FRAME`], [`END`], [`CFA_FROM_FP`], [`FP_UNDEFINED`], [`MAY_UNLOAD`].
     flags: u8,
 }
 
@@ -76,36 +76,9 @@ const END: u8 = 2;
 const CFA_FROM_FP: u8 = 4;
 /// The caller's frame pointer cannot be recovered.
 const FP_UNDEFINED: u8 = 8;
-
-/// What one frame tells the unwind.
-pub(super) enum Step {
-    /// No exact rule here: the unwind fails.
-    Unknown,
-    /// The outermost frame: the stack ends here.
-    End,
-    /// The caller's registers follow from this frame's.
-    Frame {
-        /// Whether the CFA is the frame pointer (else the stack pointer) plus `cfa_offset`.
-        cfa_from_fp: bool,
-        /// Bytes from the base register to the CFA.
-        cfa_offset: u64,
-        /// Bytes from the CFA to the saved return address (negative); `None`: the return
-        /// address is still in the link register.
-        ra_offset: Option<i64>,
-        /// What becomes of the frame pointer.
-        fp: SavedFp,
-    },
-}
-
-/// What becomes of the frame pointer in the caller's frame.
-pub(super) enum SavedFp {
-    /// Not saved: the caller's is the same.
-    Unchanged,
-    /// Saved this many bytes from the CFA.
-    At(i64),
-    /// Not recoverable.
-    Undefined,
-}
+/// The address lies in an object that may be unloaded (see `modules`): the rule holds only
+/// while the loader's counters have not moved.
+const MAY_UNLOAD: u8 = 16;
 
 impl Rule {
     /// No exact rule.
@@ -121,35 +94,64 @@ impl Rule {
         ..Rule::UNKNOWN
     };
 
-    /// What this rule tells the unwind.
+    /// Whether the rule may stop holding when an object is unloaded: true for the rules of
+    /// objects that may be unloaded, and for [`Rule::UNKNOWN`] (a later load may cover the
+    /// address).
     #[inline]
-    pub(super) fn step(self) -> Step {
-        if self.flags & FRAME == 0 {
-            return if self.flags & END != 0 {
-                Step::End
-            } else {
-                Step::Unknown
-            };
-        }
-        let words = |w: i64| w * 8;
-        Step::Frame {
-            cfa_from_fp: self.flags & CFA_FROM_FP != 0,
-            cfa_offset: self.cfa_offset as u64,
-            ra_offset: (self.ra_words != 0).then(|| words(self.ra_words.into())),
-            fp: if self.flags & FP_UNDEFINED != 0 {
-                SavedFp::Undefined
-            } else if self.fp_words != 0 {
-                SavedFp::At(words(self.fp_words.into()))
-            } else {
-                SavedFp::Unchanged
-            },
-        }
+    pub(super) fn may_go_stale(self) -> bool {
+        self.flags & MAY_UNLOAD != 0 || self.flags & (FRAME | END) == 0
+    }
+
+    /// Whether the rule gives the caller's registers (else: the end, or unknown).
+    #[inline(always)]
+    pub(super) fn is_frame(self) -> bool {
+        self.flags & FRAME != 0
+    }
+
+    /// Whether this is the outermost frame.
+    #[inline(always)]
+    pub(super) fn is_end(self) -> bool {
+        self.flags & END != 0
+    }
+
+    /// The CFA's base register is the frame pointer (else the stack pointer).
+    #[inline(always)]
+    pub(super) fn cfa_from_fp(self) -> bool {
+        self.flags & CFA_FROM_FP != 0
+    }
+
+    /// Bytes from the base register to the CFA.
+    #[inline(always)]
+    pub(super) fn cfa_offset(self) -> u64 {
+        self.cfa_offset as u64
+    }
+
+    /// Bytes from the CFA to the saved return address; 0: in the link register.
+    #[inline(always)]
+    pub(super) fn ra_offset(self) -> i64 {
+        i64::from(self.ra_words) * 8
+    }
+
+    /// Bytes from the CFA to the saved frame pointer; 0: not saved.
+    #[inline(always)]
+    pub(super) fn fp_offset(self) -> i64 {
+        i64::from(self.fp_words) * 8
+    }
+
+    /// The caller's frame pointer cannot be recovered.
+    #[inline(always)]
+    pub(super) fn fp_undefined(self) -> bool {
+        self.flags & FP_UNDEFINED != 0
     }
 }
 
 /// The rule for `lookup` (a PC, or a return address minus one) in `code`.
 pub(super) fn rule_for(code: &Code, lookup: u64, context: &mut Context) -> Rule {
-    row_rule(code, lookup, context).unwrap_or(Rule::UNKNOWN)
+    let mut rule = row_rule(code, lookup, context).unwrap_or(Rule::UNKNOWN);
+    if !code.permanent {
+        rule.flags |= MAY_UNLOAD;
+    }
+    rule
 }
 
 fn row_rule(code: &Code, lookup: u64, context: &mut Context) -> Option<Rule> {
@@ -179,6 +181,11 @@ fn translate(
     register: impl Fn(Register) -> Option<RegisterRule<usize>>,
 ) -> Option<Rule> {
     use registers::{FP, LINK_REGISTER, RA, SP};
+    // The outermost frame (thread entry code) may have any CFA: it is not applied.
+    let ra = register(RA);
+    if ra == Some(RegisterRule::Undefined) {
+        return Some(Rule::END);
+    }
     let CfaRule::RegisterAndOffset {
         register: base,
         offset,
@@ -196,8 +203,7 @@ fn translate(
         return None;
     }
     let cfa_offset = i32::try_from(offset).ok()?;
-    let ra_words = match register(RA) {
-        Some(RegisterRule::Undefined) => return Some(Rule::END),
+    let ra_words = match ra {
         Some(RegisterRule::Offset(at)) => words::<i16>(at)?,
         None | Some(RegisterRule::SameValue) if LINK_REGISTER => 0,
         _ => return None,
@@ -254,18 +260,8 @@ mod tests {
     #[test]
     fn the_common_shapes_round_trip() {
         let r = rule(at(SP, 48), Some(RegisterRule::Offset(-8)), None).expect("a rule");
-        let Step::Frame {
-            cfa_from_fp,
-            cfa_offset,
-            ra_offset,
-            fp,
-        } = r.step()
-        else {
-            panic!("not a frame");
-        };
-        assert!(!cfa_from_fp);
-        assert_eq!((cfa_offset, ra_offset), (48, Some(-8)));
-        assert!(matches!(fp, SavedFp::Unchanged));
+        assert!(r.is_frame() && !r.is_end() && !r.cfa_from_fp() && !r.fp_undefined());
+        assert_eq!((r.cfa_offset(), r.ra_offset(), r.fp_offset()), (48, -8, 0));
 
         let r = rule(
             at(FP, 16),
@@ -273,18 +269,25 @@ mod tests {
             Some(RegisterRule::Offset(-16)),
         )
         .expect("a rule");
-        let Step::Frame {
-            cfa_from_fp, fp, ..
-        } = r.step()
-        else {
-            panic!("not a frame");
-        };
-        assert!(cfa_from_fp);
-        assert!(matches!(fp, SavedFp::At(-16)));
+        assert!(r.is_frame() && r.cfa_from_fp());
+        assert_eq!((r.cfa_offset(), r.ra_offset(), r.fp_offset()), (16, -8, -16));
 
+        let r = rule(at(SP, 32), Some(RegisterRule::Offset(-8)), Some(RegisterRule::Undefined))
+            .expect("a rule");
+        assert!(r.is_frame() && r.fp_undefined() && r.fp_offset() == 0);
+
+        // The end, whatever the CFA (aarch64's thread entry has CFA = sp + 0).
+        assert!(rule(at(SP, 0), Some(RegisterRule::Undefined), None).is_some_and(Rule::is_end));
         let r = rule(at(SP, 8), Some(RegisterRule::Undefined), None).expect("the end");
-        assert!(matches!(r.step(), Step::End));
-        assert!(matches!(Rule::UNKNOWN.step(), Step::Unknown));
+        assert!(r.is_end() && !r.is_frame());
+        assert!(!r.may_go_stale());
+        let unloadable = Rule {
+            flags: r.flags | MAY_UNLOAD,
+            ..r
+        };
+        assert!(unloadable.is_end() && unloadable.may_go_stale());
+        assert!(!Rule::UNKNOWN.is_frame() && !Rule::UNKNOWN.is_end());
+        assert!(Rule::UNKNOWN.may_go_stale());
         assert_eq!(std::mem::size_of::<Rule>(), 8);
     }
 
