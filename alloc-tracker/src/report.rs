@@ -66,8 +66,9 @@ pub struct TrackerFigures {
     /// The unwinder in use: `fp` (frame pointers), `table` (unwind tables) or `dwarf`.
     #[serde(default)]
     pub unwinder: String,
-    /// Stacks the table unwinder could not unwind exactly (code without unwind tables, a
-    /// signal frame) and left to DWARF unwinding.
+    /// Stacks the table unwinder left to DWARF unwinding: code without unwind tables (JIT),
+    /// signal frames, and, rarely, a sample taken while all its caches were busy (during a
+    /// `fork`).
     #[serde(default)]
     pub dwarf_fallbacks: u64,
 }

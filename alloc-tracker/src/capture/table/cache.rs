@@ -109,6 +109,13 @@ mod tests {
         assert_eq!(cache.get(third), Some(rule));
         cache.forget_stale();
         assert_eq!(cache.get(third), None, "an unknown rule may go stale");
+
+        // A rule of an object that is never unloaded outlives a change of the objects.
+        cache.insert(first, Rule::END);
+        cache.insert(second, Rule::UNKNOWN);
+        cache.forget_stale();
+        assert_eq!(cache.get(first), Some(Rule::END));
+        assert_eq!(cache.get(second), None);
         assert_eq!(RuleCache::BYTES, 64 * 1024);
     }
 }

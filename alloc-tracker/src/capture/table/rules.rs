@@ -89,7 +89,8 @@ impl Rule {
         flags: 0,
     };
 
-    const END: Rule = Rule {
+    /// The outermost frame.
+    pub(super) const END: Rule = Rule {
         flags: END,
         ..Rule::UNKNOWN
     };
