@@ -146,15 +146,18 @@ unsafe extern "C" fn visit(
 }
 
 /// Whether an object can never be unloaded, so that the rules of its code hold for the
-/// life of the process: the program itself, the vDSO, the C library (which holds
-/// `dl_iterate_phdr`; a dependency of the program) and the object holding this code (an
-/// unwind runs this code, so it is loaded; a tracker in a shared library also pins
-/// itself). Other objects may be loaded with `dlopen` and unloaded with `dlclose`.
+/// life of the process: the program itself, the dynamic loader, the vDSO, the C library
+/// (which holds `dl_iterate_phdr`; a dependency of the program) and the object holding
+/// this code (an unwind runs this code, so it is loaded; a tracker in a shared library also
+/// pins itself). Other objects may have been loaded with `dlopen` and may be unloaded with
+/// `dlclose` (the program's other dependencies could be told apart by their names; they
+/// are rarely on a sampled stack, and are only checked more often).
 fn is_permanent(info: &libc::dl_phdr_info, headers: &[libc::Elf64_Phdr]) -> bool {
     // SAFETY: getauxval has no preconditions.
-    let (program, vdso) = unsafe {
+    let (program, loader, vdso) = unsafe {
         (
             libc::getauxval(libc::AT_PHDR),
+            libc::getauxval(libc::AT_BASE),
             libc::getauxval(libc::AT_SYSINFO_EHDR),
         )
     };
@@ -172,6 +175,7 @@ fn is_permanent(info: &libc::dl_phdr_info, headers: &[libc::Elf64_Phdr]) -> bool
         .find(|h| h.p_type == libc::PT_LOAD)
         .map(|h| info.dlpi_addr.wrapping_add(h.p_vaddr.wrapping_sub(h.p_offset)));
     info.dlpi_phdr as u64 == program
+        || (loader != 0 && elf_header == Some(loader))
         || (vdso != 0 && elf_header == Some(vdso))
         || holds(libc::dl_iterate_phdr as *const () as usize)
         || holds(is_permanent as *const () as usize)

@@ -15,7 +15,8 @@
 //! takes the newer snapshot (scanning if nobody has yet), forgets those rules, and the
 //! unwind starts again. A rule never outlives the code it was derived from, a table is only
 //! read while its object is known to be loaded, and a stack that stays in the objects that
-//! are never unloaded (the program, the C library, the vDSO) costs no loader call.
+//! are never unloaded (the program, the C library, the loader, the vDSO) costs no loader
+//! call.
 
 use super::cache::RuleCache;
 use super::modules::{self, Modules};
