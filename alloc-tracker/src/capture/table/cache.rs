@@ -33,7 +33,7 @@ impl RuleCache {
     #[cfg(test)]
     pub(super) const BYTES: usize = SETS * 2 * std::mem::size_of::<Entry>();
 
-    /// An empty cache (allocates [`RuleCache::BYTES`], straight on the heap).
+    /// An empty cache (allocates its 64 KiB straight on the heap).
     pub(super) fn new() -> Self {
         Self {
             sets: vec![[EMPTY; 2]; SETS].into_boxed_slice(),
