@@ -11,6 +11,12 @@
 #
 # Any ALLOC_TRACKER_* variable in the environment is ignored (it would override the
 # configurations being compared). CARGO_TARGET_DIR is respected.
+#
+# Frame pointers: the `*-fp` configurations need them and the workspace no longer forces
+# them, so the benches are built with `-C force-frame-pointers=yes` (added to any RUSTFLAGS
+# given), in a `frame-pointers` directory of the target directory so that other builds are
+# not redone. BENCH_FRAME_POINTERS=no measures the build Cargo makes by default instead
+# (there `auto` uses the unwind tables, and the `*-fp` stacks are wrong).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +25,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
         -h | --help)
-            sed -n '2,14p' "$0"
+            sed -n '2,19p' "$0"
             exit 0
             ;;
         *)
@@ -35,6 +41,13 @@ done
 export ALLOC_TRACKER_REPORT=off
 
 target="${CARGO_TARGET_DIR:-$PWD/target}"
+prefix="BENCH_FRAME_POINTERS=no "
+if [ "${BENCH_FRAME_POINTERS:-yes}" != no ]; then
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C force-frame-pointers=yes"
+    target="$target/frame-pointers"
+    prefix=""
+fi
+export CARGO_TARGET_DIR="$target"
 export CRITERION_HOME="$target/criterion"
 since=$(date +%s)
 started=$SECONDS
@@ -55,6 +68,6 @@ runner_args=(--criterion "$CRITERION_HOME" --criterion-since "$since" --out benc
 if [ "$quick" = 1 ]; then
     runner_args+=(--quick)
 fi
-"$target/release/bench-runner" "${runner_args[@]}" --command "benches/run.sh${*:+ $*}"
+"$target/release/bench-runner" "${runner_args[@]}" --command "${prefix}benches/run.sh${*:+ $*}"
 
 echo "== done in $((SECONDS - started)) s: benches/RESULTS.md" >&2

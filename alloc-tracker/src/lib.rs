@@ -35,7 +35,7 @@
 //! | `ALLOC_TRACKER_RATE` | mean bytes between samples (`512k`, `1m` work); `1` = every allocation; `0` = off | `524288` |
 //! | `ALLOC_TRACKER_REPORT` | comma list of exit-report destinations: `stderr` (text), `off`, or file paths whose ending picks the format: `.json` (the JSON report), `.dhat.json` (DHAT's viewer), `.pb.gz` (pprof), `.folded` (folded stacks), `.svg` (flamegraph) | `stderr` |
 //! | `ALLOC_TRACKER_DEPTH` | most frames kept per stack (1–128) | `64` |
-//! | `ALLOC_TRACKER_UNWIND` | `fp`, `dwarf` or `auto` (see [`Unwind`]) | `auto` |
+//! | `ALLOC_TRACKER_UNWIND` | `fp`, `table`, `dwarf` or `auto` (see [`Unwind`]) | `auto` |
 //! | `ALLOC_TRACKER_MAX_STACKS` | distinct stacks kept; the rest pool in `[other stacks]` | `16384` |
 //! | `ALLOC_TRACKER_HTTP` | with the `http` feature: address to serve `/debug/pprof/heap` on, e.g. `127.0.0.1:6060` (or call `serve`) | unset |
 //! | `ALLOC_TRACKER_PROGRAM_CRATES` | comma list of crates (or packages) that are the program's, `-name` for a dependency (`myproj-core,-md5`): corrects which crates count as the program's for frames without debug info | read from the executable |
@@ -146,10 +146,11 @@ pub use crate::scope::{RetainedSite, Scope, Usage};
 pub use crate::symbolize::Naming;
 pub use crate::trend::MIN_SUSPECT_BYTES;
 
-/// Internals for the project's own benchmarks. **Not part of the API**: hidden from the
-/// docs, and free to change in any release.
+/// Internals for the project's own benchmarks and tests. **Not part of the API**: hidden
+/// from the docs, and free to change in any release.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::capture::internals::{dwarf_stack, table_scans, table_stack};
     pub use crate::counters::restart_countdown;
     pub use crate::sampler::sample_probability;
 }

@@ -29,8 +29,8 @@
 //! unmaps it: the program may unload the plugin, and the report is still written at exit.
 
 use crate::{
-    checkpoints, clock, config, counters, peak, reentrancy, samples, signals, stacks, symbolize,
-    writer,
+    capture, checkpoints, clock, config, counters, peak, reentrancy, samples, signals, stacks,
+    symbolize, writer,
 };
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -84,6 +84,8 @@ fn start() {
         }
     }
     signals::install(reporting);
+    // The table unwinder's scan of the loaded objects, now rather than at the first sample.
+    capture::init(config::effective_unwind(None));
     start_threads(false);
     if reporting && cfg!(panic = "abort") && !std::thread::panicking() {
         install_abort_panic_hook();
@@ -144,9 +146,11 @@ extern "C" fn before_fork() {
     // Hold every lock the child could need, so that none is held by a thread that will not
     // exist in the child. The symbolizer's lock is only tried: a report may hold it for
     // seconds while it loads debug info, and waiting for it here would stall every thread
-    // that samples meanwhile (they would queue on the locks below). Then: samples, stacks,
-    // checkpoints (the order nothing else nests in).
+    // that samples meanwhile (they would queue on the locks below). Then: the unwinders'
+    // (leaves, held only during a capture), samples, stacks, checkpoints (the order nothing
+    // else nests in).
     SYMBOLIZER_HELD.store(symbolize::try_lock_all(), Ordering::Relaxed);
+    capture::lock_all();
     samples::lock_all();
     stacks::lock_all();
     checkpoints::lock_all();
@@ -184,6 +188,7 @@ unsafe fn release_fork_locks() {
         checkpoints::unlock_all();
         stacks::unlock_all();
         samples::unlock_all();
+        capture::unlock_all();
         if SYMBOLIZER_HELD.load(Ordering::Relaxed) {
             symbolize::unlock_all();
         }

@@ -93,13 +93,18 @@ pub struct TrackerFigures {
     /// Samples whose stack was pooled in `[other stacks]` because the table was at its cap.
     #[serde(default)]
     pub pooled_samples: u64,
-    /// The unwinder in use: `fp` or `dwarf`.
+    /// The unwinder in use: `fp` (frame pointers), `table` (unwind tables) or `dwarf`.
     #[serde(default)]
     pub unwinder: String,
     /// How frames were named: `debug info`, or `symbol tables` (a report made at the memory
     /// limit, which reads no debug info: functions only, no file:line).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub naming: String,
+    /// Stacks the table unwinder left to DWARF unwinding: code without unwind tables (JIT),
+    /// signal frames, and, rarely, a sample taken while all its caches were busy (during a
+    /// `fork`).
+    #[serde(default)]
+    pub dwarf_fallbacks: u64,
 }
 
 /// Estimated figures for a site or a stack (Horvitz–Thompson sums over its samples).

@@ -38,6 +38,7 @@ pub(crate) fn take_with(naming: Naming) -> Report {
             Naming::SymbolTables => "symbol tables",
         }
         .to_string(),
+        dwarf_fallbacks: capture::dwarf_fallbacks(),
     };
     let mut report = build(Inputs {
         sample_rate: sampler::rate_in_use(),

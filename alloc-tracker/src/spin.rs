@@ -36,6 +36,12 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// Takes the lock if it is free right now; `None` if another thread holds it.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.try_lock_raw().then_some(SpinGuard { lock: self })
+    }
+
     /// Takes the lock without a guard if it is free; pair a `true` with
     /// [`SpinLock::unlock_raw`].
     pub(crate) fn try_lock_raw(&self) -> bool {
@@ -153,5 +159,14 @@ mod tests {
             thread.join().unwrap();
         }
         assert_eq!(*lock.lock(), 40_000);
+    }
+
+    #[test]
+    fn try_lock_fails_while_held() {
+        let lock = SpinLock::new(1u8);
+        let held = lock.lock();
+        assert!(lock.try_lock().is_none());
+        drop(held);
+        assert_eq!(*lock.try_lock().expect("free again"), 1);
     }
 }

@@ -7,9 +7,9 @@
 //! * `realloc/<config>`: a block grown from 16 B to 64 KiB by doubling `realloc`s, then freed;
 //! * `fast_path/<config>`: the unsampled fast path alone (`off`: counters, countdown and the
 //!   free filter, never a sample) against `System`, 64 B pairs;
-//! * `sampled_event/<unwinder>/<depth>`: a 64 B pair in exact mode at a stack depth of ~15
-//!   and ~40 frames (capture, intern, record, remove); `off` at the same depth is the
-//!   baseline to subtract;
+//! * `sampled_event/<unwinder>/<depth>`: a 64 B pair in exact mode at a stack depth of ~15,
+//!   ~20 and ~40 frames (capture, intern, record, remove) with frame pointers, the unwind
+//!   tables or DWARF; `off` at the same depth is the baseline to subtract;
 //! * `threads/<n>/<config>`: 64 B pairs on `n` threads at once; the time is per pair on each
 //!   thread, so a tracker without a shared hot spot keeps its one-thread time.
 //!
@@ -38,6 +38,9 @@ static R4K_DWARF: Tracker = Tracker::system()
 static EXACT_FP: Tracker = Tracker::system()
     .with_sample_rate(1)
     .with_unwind(Unwind::FramePointer);
+static EXACT_TABLE: Tracker = Tracker::system()
+    .with_sample_rate(1)
+    .with_unwind(Unwind::Table);
 static EXACT_DWARF: Tracker = Tracker::system()
     .with_sample_rate(1)
     .with_unwind(Unwind::Dwarf);
@@ -92,6 +95,7 @@ macro_rules! each_config {
         $callback("4k-fp", &R4K_FP, $($args),*);
         $callback("4k-dwarf", &R4K_DWARF, $($args),*);
         $callback("exact-fp", &EXACT_FP, $($args),*);
+        $callback("exact-table", &EXACT_TABLE, $($args),*);
         $callback("exact-dwarf", &EXACT_DWARF, $($args),*);
     };
 }
@@ -190,9 +194,10 @@ fn sampled_event(c: &mut Criterion) {
             });
         });
     }
-    for target in [15, 40] {
+    for target in [15, 20, 40] {
         bench(&mut group, "off", &OFF, layout, target);
         bench(&mut group, "fp", &EXACT_FP, layout, target);
+        bench(&mut group, "table", &EXACT_TABLE, layout, target);
         bench(&mut group, "dwarf", &EXACT_DWARF, layout, target);
     }
     group.finish();
@@ -247,6 +252,7 @@ fn threads(c: &mut Criterion) {
         bench("512k", &R512K, &mut group, n, layout);
         bench("4k-fp", &R4K_FP, &mut group, n, layout);
         bench("exact-fp", &EXACT_FP, &mut group, n, layout);
+        bench("exact-table", &EXACT_TABLE, &mut group, n, layout);
     }
     group.finish();
 }

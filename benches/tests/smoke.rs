@@ -29,6 +29,13 @@ fn every_allocator_runs_every_workload() {
             env!("CARGO_BIN_EXE_wl-tracker"),
             &[("ALLOC_TRACKER_RATE", "1")][..],
         ),
+        (
+            env!("CARGO_BIN_EXE_wl-tracker"),
+            &[
+                ("ALLOC_TRACKER_RATE", "1"),
+                ("ALLOC_TRACKER_UNWIND", "table"),
+            ][..],
+        ),
         (env!("CARGO_BIN_EXE_wl-dhat"), &[][..]),
         (env!("CARGO_BIN_EXE_wl-jemalloc"), &[][..]),
         (env!("CARGO_BIN_EXE_wl-tracker-jemalloc"), &[][..]),
@@ -73,7 +80,14 @@ fn hold_reports_the_tracker_memory() {
 
 #[test]
 fn fastpath_runs_every_configuration() {
-    for config in ["system", "off", "default", "exact-fp", "exact-dwarf"] {
+    for config in [
+        "system",
+        "off",
+        "default",
+        "exact-fp",
+        "exact-table",
+        "exact-dwarf",
+    ] {
         let status = Command::new(env!("CARGO_BIN_EXE_fastpath"))
             .args([config, "1000"])
             .env("ALLOC_TRACKER_REPORT", "off")

@@ -248,8 +248,8 @@ fn report() -> impl Strategy<Value = Report> {
                 rss_bytes,
             })
         });
-    let tracker = (count(), count(), count(), count(), count(), text()).prop_map(
-        |(bytes, symbol_bytes, stacks, dropped_samples, pooled_samples, unwinder)| {
+    let tracker = (count(), count(), count(), count(), count(), text(), count()).prop_map(
+        |(bytes, symbol_bytes, stacks, dropped_samples, pooled_samples, unwinder, fallbacks)| {
             build!(TrackerFigures {
                 bytes,
                 symbol_bytes,
@@ -257,6 +257,7 @@ fn report() -> impl Strategy<Value = Report> {
                 dropped_samples,
                 pooled_samples,
                 unwinder,
+                dwarf_fallbacks: fallbacks,
             })
         },
     );

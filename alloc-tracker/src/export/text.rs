@@ -184,7 +184,7 @@ impl Report {
         let gauge = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map(f).unwrap_or("n/a".into());
         let _ = writeln!(
             out,
-            "process: {} threads, {} open fds, {} resident; tracker: {} ({} of it symbols) in {} stacks ({} unwinding){}",
+            "process: {} threads, {} open fds, {} resident; tracker: {} ({} of it symbols) in {} stacks ({} unwinding{}){}",
             gauge(self.process.threads, &|n| n.to_string()),
             gauge(self.process.open_fds, &|n| n.to_string()),
             gauge(self.process.rss_bytes, &human_bytes),
@@ -192,6 +192,10 @@ impl Report {
             human_bytes(self.tracker.symbol_bytes),
             grouped(self.tracker.stacks),
             if self.tracker.unwinder.is_empty() { "?" } else { &self.tracker.unwinder },
+            match self.tracker.dwarf_fallbacks {
+                0 => String::new(),
+                n => format!(", {} stacks by DWARF", grouped(n)),
+            },
             match (self.tracker.dropped_samples, self.tracker.pooled_samples) {
                 (0, 0) => String::new(),
                 (d, p) => format!("; {d} samples dropped, {p} pooled in [other stacks]"),

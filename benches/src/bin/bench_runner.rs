@@ -107,6 +107,17 @@ const VARIANTS: &[Variant] = &[
         what: "tracker around System, exact mode (rate 1: every allocation with its stack)",
     },
     Variant {
+        name: "exact-table",
+        binary: "wl-tracker",
+        env: &[
+            ("ALLOC_TRACKER_RATE", "1"),
+            ("ALLOC_TRACKER_UNWIND", "table"),
+        ],
+        small: true,
+        baseline: Some("system-small"),
+        what: "exact mode with the table unwinder (`ALLOC_TRACKER_UNWIND=table`)",
+    },
+    Variant {
         name: "dhat",
         binary: "wl-dhat",
         env: &[],
@@ -390,7 +401,14 @@ impl Instructions {
 fn run_callgrind(bins: &Path, with_workloads: bool) -> Result<Instructions, String> {
     let fastpath = bins.join("fastpath");
     let mut pairs = Vec::new();
-    for config in ["system", "off", "default", "exact-fp", "exact-dwarf"] {
+    for config in [
+        "system",
+        "off",
+        "default",
+        "exact-fp",
+        "exact-table",
+        "exact-dwarf",
+    ] {
         let n = if config.starts_with("exact") {
             2_000u64
         } else {
@@ -792,6 +810,7 @@ fn run(options: &Options) -> Result<(), String> {
         "4k-fp",
         "4k-dwarf",
         "exact-fp",
+        "exact-table",
         "exact-dwarf",
     ];
     let _ = writeln!(
@@ -807,14 +826,14 @@ fn run(options: &Options) -> Result<(), String> {
              Each configuration is a `static Tracker` called through `GlobalAlloc` directly. \
              `off` = sampling off (counters, countdown, free filter: the fast path alone); \
              `512k`/`64k` = rate, `auto` unwinding; `4k-*`/`exact-*` = rate 4 KiB / every \
-             allocation with frame-pointer or DWARF unwinding.\n"
+             allocation with frame-pointer, unwind-table or DWARF unwinding.\n"
         );
         let _ = writeln!(w, "### Alloc+free pair\n");
         let _ = write!(w, "| size |");
         for c in configs {
             let _ = write!(w, " {c} |");
         }
-        let _ = writeln!(w, "\n|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(w, "\n|---|{}", "---|".repeat(configs.len()));
         for size in [16, 64, 256, 1024, 4096, 65536] {
             let base = ns(&format!("pair/system/{size}"));
             let _ = write!(w, "| {size} B |");
@@ -855,9 +874,9 @@ fn run(options: &Options) -> Result<(), String> {
         );
         let _ = writeln!(
             w,
-            "| depth | off | fp | dwarf | sampled event, fp (fp − off) | sampled event, dwarf |\n|---|---|---|---|---|---|"
+            "| depth | off | fp | table | dwarf | sampled event, fp (fp − off) | sampled event, table | sampled event, dwarf |\n|---|---|---|---|---|---|---|---|"
         );
-        for depth in [15, 40] {
+        for depth in [15, 20, 40] {
             let get = |u: &str| ns(&format!("sampled_event/{u}/{depth}"));
             let diff = |u: &str| match (get(u), get("off")) {
                 (Some(x), Some(o)) => format!("{:.0} ns", x - o),
@@ -865,11 +884,13 @@ fn run(options: &Options) -> Result<(), String> {
             };
             let _ = writeln!(
                 w,
-                "| ~{depth} | {} | {} | {} | {} | {} |",
+                "| ~{depth} | {} | {} | {} | {} | {} | {} | {} |",
                 cell(&format!("sampled_event/off/{depth}"), None),
                 cell(&format!("sampled_event/fp/{depth}"), None),
+                cell(&format!("sampled_event/table/{depth}"), None),
                 cell(&format!("sampled_event/dwarf/{depth}"), None),
                 diff("fp"),
+                diff("table"),
                 diff("dwarf")
             );
         }
@@ -891,7 +912,7 @@ fn run(options: &Options) -> Result<(), String> {
         }
         let _ = writeln!(w, " 2 threads / 1 thread |");
         let _ = writeln!(w, "|---|{}---|", "---|".repeat(thread_counts.len()));
-        for c in ["system", "off", "512k", "4k-fp", "exact-fp"] {
+        for c in ["system", "off", "512k", "4k-fp", "exact-fp", "exact-table"] {
             let _ = write!(w, "| {c} |");
             for n in &thread_counts {
                 let _ = write!(

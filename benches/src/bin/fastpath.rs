@@ -7,8 +7,8 @@
 //! `bench-runner` runs it with N and 2N pairs and divides the difference in instructions by
 //! N, which cancels start-up and exit: instructions per pair, repeatable on a noisy machine.
 //! Configurations: `system`, `off` (tracker, sampling off: the unsampled fast path alone),
-//! `default` (tracker at 512 KiB), `exact-fp` / `exact-dwarf` (every pair sampled: capture,
-//! intern, record, remove). The tracker is called directly through `GlobalAlloc`.
+//! `default` (tracker at 512 KiB), `exact-fp` / `exact-table` / `exact-dwarf` (every pair
+//! sampled: capture, intern, record, remove). The tracker is called directly through `GlobalAlloc`.
 
 use alloc_tracker::{Tracker, Unwind};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -36,7 +36,7 @@ fn pairs<A: GlobalAlloc>(alloc: &A, pairs: u64) {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(config), Some(Ok(n))) = (args.first(), args.get(1).map(|n| n.parse::<u64>())) else {
-        eprintln!("usage: fastpath system|off|default|exact-fp|exact-dwarf PAIRS");
+        eprintln!("usage: fastpath system|off|default|exact-fp|exact-table|exact-dwarf PAIRS");
         return ExitCode::from(2);
     };
     static OFF: Tracker = Tracker::system().with_sample_rate(0);
@@ -44,6 +44,9 @@ fn main() -> ExitCode {
     static EXACT_FP: Tracker = Tracker::system()
         .with_sample_rate(1)
         .with_unwind(Unwind::FramePointer);
+    static EXACT_TABLE: Tracker = Tracker::system()
+        .with_sample_rate(1)
+        .with_unwind(Unwind::Table);
     static EXACT_DWARF: Tracker = Tracker::system()
         .with_sample_rate(1)
         .with_unwind(Unwind::Dwarf);
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         "off" => pairs(&OFF, n),
         "default" => pairs(&DEFAULT, n),
         "exact-fp" => pairs(&EXACT_FP, n),
+        "exact-table" => pairs(&EXACT_TABLE, n),
         "exact-dwarf" => pairs(&EXACT_DWARF, n),
         other => {
             eprintln!("unknown configuration {other:?}");
