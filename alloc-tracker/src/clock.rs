@@ -1,5 +1,5 @@
-//! A monotonic clock readable from the allocator: `clock_gettime` through the vDSO, no
-//! allocation, no lock.
+//! A monotonic clock readable from the allocator (`sys::monotonic_ns`: `clock_gettime`
+//! through the vDSO on Linux), no allocation, no lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -7,15 +7,7 @@ static START_NS: AtomicU64 = AtomicU64::new(0);
 
 /// Nanoseconds on the monotonic clock.
 pub(crate) fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always supported.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+    crate::sys::monotonic_ns()
 }
 
 /// Records the tracker's start time (the first call wins). Reads before it writes: called

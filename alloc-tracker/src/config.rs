@@ -7,7 +7,6 @@
 //! host program.
 
 use crate::export::Format;
-use std::ffi::CStr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -93,7 +92,7 @@ pub(crate) struct EnvSettings {
     /// `ALLOC_TRACKER_LIMIT`: the memory limit the emergency level is judged against.
     pub(crate) limit: Option<u64>,
     /// `ALLOC_TRACKER_SIGNAL`: the signal that writes a report on demand.
-    pub(crate) signal: Option<libc::c_int>,
+    pub(crate) signal: Option<i32>,
     /// `ALLOC_TRACKER_PROGRAM_CRATES`: crates (or packages) that are the program's, and
     /// `-name` for dependencies, where reading the executable tells wrong (see `origin`).
     pub(crate) program_crates: Option<String>,
@@ -109,22 +108,7 @@ static RUNTIME_UNWIND: AtomicU8 = AtomicU8::new(0);
 /// The environment settings, read (and warned about) on first use.
 pub(crate) fn env() -> &'static EnvSettings {
     ENV.get_or_init(|| {
-        let (settings, warnings) = parse_env(|name| {
-            let name = std::ffi::CString::new(name).ok()?;
-            // SAFETY: `name` is NUL-terminated; getenv returns NULL or a NUL-terminated
-            // string that stays valid while nobody calls setenv for the same name, and we
-            // copy it out at once.
-            let value = unsafe { libc::getenv(name.as_ptr()) };
-            if value.is_null() {
-                return None;
-            }
-            // SAFETY: non-null results of getenv are NUL-terminated C strings.
-            Some(
-                unsafe { CStr::from_ptr(value) }
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        });
+        let (settings, warnings) = parse_env(crate::sys::getenv);
         for warning in warnings {
             crate::output::warn(&warning);
         }
@@ -217,23 +201,19 @@ enum Setting {
     Limit(u64),
     Report(Vec<Destination>, Vec<String>),
     Address(std::net::SocketAddr),
-    Signal(libc::c_int),
+    Signal(i32),
     Crates(String),
 }
 
-/// The signals `ALLOC_TRACKER_SIGNAL` may name: those a program can be sent for its own
-/// purposes, whose default action would otherwise end it.
-const REPORT_SIGNALS: [(&str, libc::c_int); 3] = [
-    ("usr1", libc::SIGUSR1),
-    ("usr2", libc::SIGUSR2),
-    ("hup", libc::SIGHUP),
-];
-
-/// Parses `ALLOC_TRACKER_SIGNAL`: `usr1`, `usr2` or `hup` (any case, `SIG` prefix allowed).
-fn parse_signal(value: &str) -> Result<libc::c_int, String> {
+/// Parses `ALLOC_TRACKER_SIGNAL`: `usr1`, `usr2` or `hup` (any case, `SIG` prefix allowed;
+/// see `sys::REPORT_SIGNALS`). Refused where the OS has no POSIX signals.
+fn parse_signal(value: &str) -> Result<i32, String> {
+    if crate::sys::REPORT_SIGNALS.is_empty() {
+        return Err("this platform has no POSIX signals".into());
+    }
     let name = value.trim().to_ascii_lowercase();
     let name = name.strip_prefix("sig").unwrap_or(&name);
-    REPORT_SIGNALS
+    crate::sys::REPORT_SIGNALS
         .iter()
         .find(|(known, _)| *known == name)
         .map(|&(_, signal)| signal)
@@ -241,8 +221,9 @@ fn parse_signal(value: &str) -> Result<libc::c_int, String> {
 }
 
 /// The name of a signal `ALLOC_TRACKER_SIGNAL` may name, as users write it (`SIGUSR2`).
-pub(crate) fn signal_name(signal: libc::c_int) -> String {
-    REPORT_SIGNALS
+#[cfg(unix)] // read by `signals`, which installs nothing elsewhere
+pub(crate) fn signal_name(signal: i32) -> String {
+    crate::sys::REPORT_SIGNALS
         .iter()
         .find(|&&(_, known)| known == signal)
         .map_or_else(
@@ -484,7 +465,8 @@ pub(crate) fn limit() -> Option<u64> {
 }
 
 /// The signal that writes a report on demand, if one is configured.
-pub(crate) fn report_signal() -> Option<libc::c_int> {
+#[cfg(unix)] // read by `signals`, which installs nothing elsewhere
+pub(crate) fn report_signal() -> Option<i32> {
     env().signal
 }
 
@@ -590,7 +572,6 @@ mod tests {
             ("ALLOC_TRACKER_DEPTH", "16"),
             ("ALLOC_TRACKER_UNWIND", "dwarf"),
             ("ALLOC_TRACKER_REPORT", "stderr, out/heap.json"),
-            ("ALLOC_TRACKER_SIGNAL", "SIGUSR2"),
             ("ALLOC_TRACKER_PROGRAM_CRATES", " myproj-core, -md5 ,"),
         ]);
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -598,8 +579,6 @@ mod tests {
         assert_eq!(settings.rate, Some(1));
         assert_eq!(settings.depth, Some(16));
         assert_eq!(settings.unwind, Some(Unwind::Dwarf));
-        assert_eq!(settings.signal, Some(libc::SIGUSR2));
-        assert_eq!(signal_name(libc::SIGUSR2), "SIGUSR2");
         assert_eq!(
             settings.report,
             Some(vec![
@@ -607,6 +586,22 @@ mod tests {
                 file("out/heap.json", Format::Json)
             ])
         );
+    }
+
+    #[test]
+    fn the_report_signal_is_read_where_there_are_signals() {
+        let (settings, warnings) = parse(&[("ALLOC_TRACKER_SIGNAL", "SIGUSR2")]);
+        #[cfg(unix)]
+        {
+            assert!(warnings.is_empty(), "{warnings:?}");
+            assert_eq!(settings.signal, Some(libc::SIGUSR2));
+            assert_eq!(signal_name(libc::SIGUSR2), "SIGUSR2");
+        }
+        #[cfg(not(unix))]
+        {
+            assert_eq!(settings.signal, None);
+            assert!(warnings[0].contains("no POSIX signals"), "{warnings:?}");
+        }
     }
 
     #[test]

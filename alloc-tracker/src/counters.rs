@@ -3,7 +3,7 @@
 //! Each thread owns one cache-line-padded shard of counters and is its only writer, so an
 //! update is a plain load and store (no locked instruction, no line bouncing between cores).
 //! A thread claims a shard on its first allocation and hands it back when it exits (through
-//! a `pthread_key_create` destructor, which does not allocate); the counts stay in the shard
+//! a thread-exit callback, `sys::on_thread_exit`, which does not allocate); the counts stay in the shard
 //! and the next owner adds to them, so sums over all shards are always right.
 //!
 //! There is a shard for every thread alive at once: the first [`STATIC_SHARDS`] are a
@@ -115,8 +115,6 @@ static SHARDS_IN_USE: AtomicUsize = AtomicUsize::new(1);
 /// mistaken for the current one) in the high half, the shard's index plus one in the low.
 static FREE_HEAD: AtomicU64 = AtomicU64::new(0);
 static PEAK_LIVE: AtomicI64 = AtomicI64::new(0);
-/// The `pthread_key_t` whose destructor returns a thread's shard (`usize::MAX`: none yet).
-static RELEASE_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// This thread's claim: 0 = none yet, 1..MAX_SHARDS = the shard it owns, RETIRED = handed
 /// back (it then counts in the shared shard 0).
@@ -275,13 +273,11 @@ pub(crate) fn resume_fast_path(saved: *const Shard) {
 
 /// Claims a free shard for this thread and arranges for its return at thread exit.
 fn claim_shard() -> Option<usize> {
-    let key = release_key()?;
     let index = pop_free().or_else(new_shard)?;
     let claimed = shard(index)?;
     claimed.owned.store(true, Ordering::Relaxed);
-    // SAFETY: `key` came from pthread_key_create; the value is an integer in pointer form,
-    // never dereferenced. glibc stores the first 32 keys' values without allocating.
-    if unsafe { libc::pthread_setspecific(key, index as *const libc::c_void) } != 0 {
+    // `index` is never 0 (the shared shard is never handed out), as the hook requires.
+    if !crate::sys::on_thread_exit(index, release_shard) {
         hand_back(index);
         return None;
     }
@@ -322,20 +318,7 @@ fn new_shard() -> Option<usize> {
 /// fast path this module is. Counted as the tracker's memory.
 fn map_chunk() -> Option<*mut Chunk> {
     let size = std::mem::size_of::<Chunk>();
-    // SAFETY: an anonymous private mapping with no address hint has no preconditions.
-    let mapped = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if mapped == libc::MAP_FAILED {
-        return None;
-    }
+    let mapped = crate::sys::map_zeroed(size)?;
     crate::tracker_memory::on_alloc(size);
     Some(mapped.cast())
 }
@@ -347,7 +330,7 @@ fn map_chunk() -> Option<*mut Chunk> {
 unsafe fn unmap_chunk(chunk: *mut Chunk) {
     let size = std::mem::size_of::<Chunk>();
     // SAFETY: forwarded from the caller: the whole mapping is ours and unused.
-    unsafe { libc::munmap(chunk.cast(), size) };
+    unsafe { crate::sys::unmap(chunk.cast(), size) };
     crate::tracker_memory::on_free(size);
 }
 
@@ -397,25 +380,12 @@ pub(crate) fn reclaim_in_fork_child() {
     }
 }
 
-fn release_key() -> Option<libc::pthread_key_t> {
-    static CREATE: std::sync::Once = std::sync::Once::new();
-    CREATE.call_once(|| {
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: `key` is writable; `release_shard` has the destructor signature.
-        if unsafe { libc::pthread_key_create(&mut key, Some(release_shard)) } == 0 {
-            RELEASE_KEY.store(key as usize, Ordering::Release);
-        }
-    });
-    let key = RELEASE_KEY.load(Ordering::Acquire);
-    (key != usize::MAX).then_some(key as libc::pthread_key_t)
-}
-
-/// Thread-exit destructor: hands the shard back.
-/// Anything the thread frees after this (in later destructors) goes to the shared shard.
-extern "C" fn release_shard(value: *mut libc::c_void) {
+/// At thread exit: hands the shard back. Anything the thread frees after this (in later
+/// destructors) goes to the shared shard.
+fn release_shard(index: usize) {
     FAST_SHARD.with(|s| s.set(&OFF_FAST_PATH));
     CLAIM.with(|c| c.set(RETIRED));
-    hand_back(value as usize);
+    hand_back(index);
 }
 
 /// Sums every shard. Threads keep running meanwhile, so figures read at different instants

@@ -106,21 +106,9 @@ pub(crate) fn grow(live: usize, pointers: impl Iterator<Item = usize>) -> Option
         return None;
     }
     let bytes = 1usize << bits;
-    // SAFETY: an anonymous private mapping with no address hint has no preconditions; its
-    // zeroed bytes are valid counters, and it is page-aligned (so its low bits are free).
-    let mapped = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if mapped == libc::MAP_FAILED {
-        return None;
-    }
+    // Zeroed bytes are valid counters, and the mapping is page-aligned (so its low bits
+    // are free).
+    let mapped = crate::sys::map_zeroed(bytes)?;
     let base = mapped.cast::<AtomicU8>().cast_const();
     for ptr in pointers {
         let counter = bucket(base, bits, ptr as *const u8);

@@ -69,8 +69,7 @@ pub(crate) fn start_from_env(address: SocketAddr) {
     let started = spawn(Box::new(move || match TcpListener::bind(address) {
         Ok(listener) => {
             let bound = listener.local_addr().unwrap_or(address);
-            // SAFETY: getpid has no preconditions.
-            let pid = unsafe { libc::getpid() };
+            let pid = std::process::id();
             output::warn(&format!(
                 "serving /debug/pprof/heap on http://{bound} (pid {pid})"
             ));
@@ -102,7 +101,7 @@ pub(crate) fn after_fork_child() {
         if fd >= 0 {
             // SAFETY: `fd` is a listening socket of the parent's server, inherited by this
             // child, whose accepting thread did not come along; nothing else uses it here.
-            unsafe { libc::close(fd) };
+            unsafe { crate::sys::close_fd(fd) };
             TRACKER_FDS.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -120,11 +119,12 @@ pub(crate) fn restart_after_fork() {
 
 fn accept_loop(listener: TcpListener) {
     TRACKER_FDS.fetch_add(1, Ordering::Relaxed);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
-    let _ = LISTENERS.iter().find(|slot| {
-        slot.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    });
+    if let Some(fd) = crate::sys::listener_fd(&listener) {
+        let _ = LISTENERS.iter().find(|slot| {
+            slot.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        });
+    }
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => Connection::new(stream),

@@ -125,6 +125,7 @@ mod spin;
 mod stacks;
 mod symbolize;
 mod symbols;
+mod sys;
 mod threads;
 mod tracker_memory;
 mod trend;

@@ -7,14 +7,14 @@
 //! | how the program ends | the report |
 //! |---|---|
 //! | returns from `main` | written (an `atexit` handler), after any report in progress (see `writer`) |
-//! | `std::process::exit` / `libc::exit`, from any thread | written, on that thread; the exit status is the program's |
+//! | `std::process::exit` / `libc::exit`, from any thread | written, on that thread; the exit status is the program's (Unix: on Windows `std::process::exit` is `ExitProcess`, which runs no exit hook, so nothing is written) |
 //! | a panic that unwinds out of `main` (exit code 101) | written (`atexit`, after the panic message) |
 //! | a panic with `panic = "abort"` | written from a panic hook, after the message, before the abort |
-//! | SIGINT / SIGTERM the program does not handle | written by the watcher thread, then the signal's default action: the exit status is the signal's (see `signals`) |
+//! | SIGINT / SIGTERM the program does not handle | written by the watcher thread, then the signal's default action: the exit status is the signal's (see `signals`; Unix only) |
 //! | SIGINT / SIGTERM the program handles (tokio, signal-hook, ctrlc, `sigwait`, ignored) | nothing at the signal; written at the program's own exit |
 //! | SIGKILL, `abort()`, `_exit`, other fatal signals | not written: call [`crate::write_report`] beforehand if you need one |
 //!
-//! **Fork.** The fork handlers hold every table lock across `fork` (never waiting for a
+//! **Fork** (Unix). The fork handlers hold every table lock across `fork` (never waiting for a
 //! report that is symbolizing: see `symbolize`), so the child's tables are whole. A child
 //! names its files with its pid (`heap.json` → `heap.<pid>.json`). A child that goes on
 //! running (a daemon, a pre-fork worker) gets the tracker's threads back — the signal
@@ -24,13 +24,14 @@
 //!
 //! **Unloading.** A tracker inside a shared library (a `cdylib` loaded with `dlopen`: a
 //! Python extension, a plugin) leaves code behind that must stay mapped — the `atexit`
-//! handler, the signal handler, its threads, the key destructor of the counters. At
-//! start-up the library pins itself (`dlopen` with `RTLD_NODELETE`), so `dlclose` never
-//! unmaps it: the program may unload the plugin, and the report is still written at exit.
+//! handler, the signal handler, its threads, the thread-exit callback of the counters. At
+//! start-up the library pins itself (`dlopen` with `RTLD_NODELETE`; on Windows
+//! `GetModuleHandleExW` with `…_PIN`), so unloading never unmaps it: the program may unload
+//! the plugin, and the report is still written at exit.
 
 use crate::{
     capture, checkpoints, clock, config, counters, peak, reentrancy, samples, signals, stacks,
-    symbolize, writer,
+    symbolize, sys, writer,
 };
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -71,17 +72,9 @@ fn start() {
     pin_this_module();
     // Reads the environment and prints any warning now, at start-up.
     let reporting = !config::destinations().is_empty();
-    // SAFETY: the handlers are `extern "C" fn()` with no arguments, valid for the whole
-    // life of the process (they live in this module, which is pinned).
-    unsafe {
-        libc::pthread_atfork(
-            Some(before_fork),
-            Some(after_fork_parent),
-            Some(after_fork_child),
-        );
-        if reporting {
-            libc::atexit(at_exit);
-        }
+    sys::at_fork(before_fork, after_fork_parent, after_fork_child);
+    if reporting {
+        sys::at_exit(at_exit);
     }
     signals::install(reporting);
     // The table unwinder's scan of the loaded objects, now rather than at the first sample.
@@ -123,23 +116,9 @@ fn install_abort_panic_hook() {
 }
 
 /// Keeps the object this code lives in mapped for the life of the process, however often
-/// the program `dlclose`s it (nothing to do in an executable, where it is pinned anyway).
+/// the program unloads it (nothing to do in an executable, where it is pinned anyway).
 fn pin_this_module() {
-    // SAFETY: `info` is writable; dladdr fills it for an address inside a loaded object.
-    // `dli_fname` is a NUL-terminated path that lives as long as the object is loaded,
-    // which it is while this function runs. dlopen with RTLD_NOLOAD only takes a new
-    // reference to an object already loaded (never loads one), and RTLD_NODELETE makes that
-    // object stay for good; the handle is deliberately never closed.
-    unsafe {
-        let mut info: libc::Dl_info = std::mem::zeroed();
-        let here = pin_this_module as fn() as *const libc::c_void;
-        if libc::dladdr(here, &mut info) != 0 && !info.dli_fname.is_null() {
-            libc::dlopen(
-                info.dli_fname,
-                libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_NODELETE,
-            );
-        }
-    }
+    sys::pin_module_of(pin_this_module as fn() as usize);
 }
 
 extern "C" fn before_fork() {

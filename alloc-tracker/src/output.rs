@@ -1,29 +1,16 @@
 //! Writing to stderr and to files, from places where `std::io::stderr()` is not safe to use.
 //!
-//! Warnings and the text report go out with plain `write(2)` calls: no `std` lock that a
-//! program thread might hold forever (or that this thread holds already, mid-`eprintln!`),
-//! and no allocation. Report files are replaced whole ([`write_file_atomically`]).
+//! Warnings and the text report go out with plain `write(2)` calls (`WriteFile` on
+//! Windows): no `std` lock that a program thread might hold forever (or that this thread
+//! holds already, mid-`eprintln!`), and no allocation. Report files are replaced whole ([`write_file_atomically`]).
 
 use std::io::{self, Write};
 use std::path::Path;
 
-/// Writes all of `bytes` to file descriptor `fd`, retrying on `EINTR`; gives up silently on
-/// any other error (there is nowhere left to report it).
-pub(crate) fn write_fd(fd: libc::c_int, mut bytes: &[u8]) {
-    while !bytes.is_empty() {
-        // SAFETY: `bytes` is a live slice; `write` reads at most `bytes.len()` bytes from it.
-        let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if written < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        if written == 0 {
-            return;
-        }
-        bytes = &bytes[written as usize..];
-    }
+/// Writes all of `bytes` to stderr, with no lock and no allocation (see `sys::write_stderr`);
+/// gives up silently on an error (there is nowhere left to report it).
+pub(crate) fn write_stderr(bytes: &[u8]) {
+    crate::sys::write_stderr(bytes);
 }
 
 /// Writes one line `alloc-tracker: <message>` to stderr.
@@ -32,7 +19,7 @@ pub(crate) fn warn(message: &str) {
     line.push_str("alloc-tracker: ");
     line.push_str(message);
     line.push('\n');
-    write_fd(libc::STDERR_FILENO, line.as_bytes());
+    write_stderr(line.as_bytes());
 }
 
 /// Writes `bytes` to `path` so that a reader never sees half of it: into a file with no name
@@ -54,7 +41,7 @@ pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()>
         name.to_string_lossy(),
         std::process::id()
     ));
-    let written = match write_unnamed(dir, bytes, &temporary) {
+    let written = match crate::sys::write_unnamed(dir, bytes, &temporary) {
         Ok(()) => Ok(()),
         Err(_) => write_named(&temporary, bytes),
     };
@@ -63,48 +50,6 @@ pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> io::Result<()>
         let _ = std::fs::remove_file(&temporary);
     }
     renamed
-}
-
-/// Writes `bytes` to an unnamed file in `dir` and links it as `temporary` when complete.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn write_unnamed(dir: &Path, bytes: &[u8], temporary: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .mode(0o644)
-        .custom_flags(libc::O_TMPFILE)
-        .open(dir)?;
-    (&file).write_all(bytes)?;
-    // The unnamed file gets a name through its /proc entry (no privilege needed, unlike
-    // `linkat` with AT_EMPTY_PATH).
-    let source = std::ffi::CString::new(format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&file)
-    ))?;
-    let target = std::ffi::CString::new(temporary.as_os_str().as_bytes())?;
-    let _ = std::fs::remove_file(temporary);
-    // SAFETY: both paths are NUL-terminated strings that outlive the call.
-    let linked = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            source.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if linked == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Without `O_TMPFILE`: always falls back to a named temporary file.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn write_unnamed(_dir: &Path, _bytes: &[u8], _temporary: &Path) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Writes `bytes` to a new file at `temporary`.
@@ -142,7 +87,7 @@ mod tests {
         if cfg!(target_os = "linux") {
             // The unnamed-file path works here (it is the one that leaves no litter).
             let linked = dir.join("linked");
-            write_unnamed(&dir, b"unnamed", &linked).unwrap();
+            crate::sys::write_unnamed(&dir, b"unnamed", &linked).unwrap();
             assert_eq!(std::fs::read(&linked).unwrap(), b"unnamed");
             std::fs::remove_file(&linked).unwrap();
         }

@@ -38,6 +38,14 @@ impl<T> SpinLock<T> {
 
     /// Takes the lock if it is free right now; `None` if another thread holds it.
     #[inline]
+    // Used by the table unwinder's pool, which exists only where the unwinder does.
+    #[cfg_attr(
+        not(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )),
+        allow(dead_code)
+    )]
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
         self.try_lock_raw().then_some(SpinGuard { lock: self })
     }

@@ -21,7 +21,7 @@
 use crate::origin::{Crates, Origin};
 use crate::report::Location;
 use crate::spin::SpinLock;
-use crate::symbols::resolver::Resolver;
+use crate::symbols::{self, Resolver};
 use crate::{config, tracker_memory};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -260,6 +260,7 @@ pub(crate) fn try_lock_all() -> bool {
 /// symbolizer may be half-changed (a table half-read, the cache half-grown), so it is
 /// leaked, never dropped, and the child builds a fresh one at its next report.
 pub(crate) fn abandon_in_fork_child() {
+    symbols::abandon_in_fork_child();
     // SAFETY: called in a fork child, from its atfork handler: its only thread is the one
     // that forked, which did not hold this lock.
     unsafe { SYMBOLIZER.reset_in_fork_child(None) };

@@ -21,13 +21,13 @@ use crate::config::{self, Destination};
 use crate::symbolize::Naming;
 use crate::{output, process, reentrancy, snapshot};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest a report waits for another one to finish before it goes ahead.
 pub(crate) const WAIT_FOR_OTHER: Duration = Duration::from_secs(10);
 
-/// Whether a report is being written, and by which thread (`pthread_self`).
+/// Whether a report is being written, and by which thread (`sys::thread_id`).
 static BUSY: AtomicBool = AtomicBool::new(false);
 static OWNER: AtomicU64 = AtomicU64::new(0);
 
@@ -39,12 +39,11 @@ static EXIT: AtomicU8 = AtomicU8::new(EXIT_NOT_CLAIMED);
 
 /// The pid of the process the tracker started in: its files keep their names; a fork child
 /// puts its own pid in them.
-static FIRST_PID: AtomicI32 = AtomicI32::new(0);
+static FIRST_PID: AtomicU32 = AtomicU32::new(0);
 
 /// Notes the process the tracker started in (once, at start-up).
 pub(crate) fn note_first_process() {
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
+    let pid = std::process::id();
     let _ = FIRST_PID.compare_exchange(0, pid, Ordering::Relaxed, Ordering::Relaxed);
 }
 
@@ -155,8 +154,7 @@ impl Drop for Turn {
 }
 
 fn this_thread() -> u64 {
-    // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() as u64 }
+    crate::sys::thread_id()
 }
 
 /// Polls `done` every millisecond for at most [`WAIT_FOR_OTHER`]; whether it became true.
@@ -184,9 +182,7 @@ fn write_now(naming: Naming) {
     let context = process::render_context();
     for destination in destinations {
         match destination {
-            Destination::Stderr => {
-                output::write_fd(libc::STDERR_FILENO, report.to_text().as_bytes())
-            }
+            Destination::Stderr => output::write_stderr(report.to_text().as_bytes()),
             Destination::File { path, format } => {
                 let path = per_process_path(&path);
                 let bytes = report.render_with(format, &context);
@@ -203,8 +199,7 @@ fn write_now(naming: Naming) {
 
 /// `heap.json` in the first process; `heap.<pid>.json` in a fork child.
 fn per_process_path(path: &Path) -> PathBuf {
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
+    let pid = std::process::id();
     let first = FIRST_PID.load(Ordering::Relaxed);
     if first == 0 || pid == first {
         return path.to_path_buf();
@@ -227,8 +222,7 @@ mod tests {
     #[test]
     fn child_paths_carry_the_pid() {
         FIRST_PID.store(1, Ordering::Relaxed);
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = std::process::id();
         assert_eq!(
             per_process_path(Path::new("out/heap.json")),
             PathBuf::from(format!("out/heap.{pid}.json"))

@@ -8,6 +8,8 @@ use std::path::Path;
 
 /// Every module of `src/`, bottom layer first.
 const LAYERS: &[&str] = &[
+    // The operating system: every call to it, one file per OS.
+    "sys",
     // Plain data and small pure helpers.
     "trim_path",
     "report",

@@ -427,6 +427,7 @@ fn unwritable_outputs_and_bad_usage_fail_cleanly() {
 }
 
 /// What a run of the binary cost: its own peak resident memory and wall time.
+#[cfg(unix)]
 struct Cost {
     run: Run,
     max_rss_bytes: u64,
@@ -436,6 +437,7 @@ struct Cost {
 /// Runs `args` and measures the child alone (`wait4` reports the peak RSS of that child).
 // The child is reaped by `wait4`, not `Child::wait`: that is what reports its peak RSS.
 #[allow(clippy::zombie_processes)]
+#[cfg(unix)]
 fn run_measured(dir: &Path, args: &[&str]) -> Cost {
     use std::io::Read;
     let started = std::time::Instant::now();
@@ -477,14 +479,15 @@ fn run_measured(dir: &Path, args: &[&str]) -> Cost {
             stdout: out.join().unwrap(),
             stderr: err.join().unwrap(),
         },
-        // Linux reports ru_maxrss in KiB.
-        max_rss_bytes: usage.ru_maxrss as u64 * 1024,
+        // Linux reports ru_maxrss in KiB, macOS in bytes.
+        max_rss_bytes: usage.ru_maxrss as u64 * if cfg!(target_os = "macos") { 1 } else { 1024 },
         elapsed: started.elapsed(),
     }
 }
 
 /// Writes `head`, then what `fill` appends (whole units, 1 MiB at a time) until the file
 /// holds at least `size` bytes, then `tail`.
+#[cfg(unix)]
 fn write_huge(
     path: &Path,
     size: usize,
@@ -516,6 +519,7 @@ fn write_huge(
 /// `serde_json::Value`s); the time bound (60 s, debug build) only catches a hang or a
 /// quadratic reader.
 #[test]
+#[cfg(unix)] // the child's peak memory comes from `wait4`
 fn huge_files_that_are_not_reports_are_refused_in_bounded_time_and_memory() {
     const SIZE: usize = 100 << 20;
     let dir = tempfile::tempdir().unwrap();

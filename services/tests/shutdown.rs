@@ -165,6 +165,7 @@ fn sigwait_daemon_takes_its_sigterm_on_a_signal_thread() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn signalfd_daemon_takes_its_sigterm() {
     let _serial = serial();
     let (ended, scratch) = signal_after_ready(

@@ -8,7 +8,6 @@
 //! scenario name and an environment ([`Scenario`]) and checks what the child did.
 
 use serde_json::Value;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -33,13 +32,25 @@ pub fn xorshift(state: &mut u64) -> u64 {
 /// Runs named checks, printing one line each and a libtest-style summary; exits non-zero
 /// if any failed. A check fails by panicking.
 pub fn run_checks(binary: &str, checks: &[(&str, fn())]) {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    // As libtest takes them: names to run (any part of one), `--skip PART` to leave out;
+    // other flags are ignored.
+    let (mut filter, mut skip) = (Vec::new(), Vec::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--skip" {
+            skip.extend(args.next());
+        } else if let Some(part) = arg.strip_prefix("--skip=") {
+            skip.push(part.to_string());
+        } else if !arg.starts_with('-') {
+            filter.push(arg);
+        }
+    }
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        if skip.iter().any(|s| name.contains(s.as_str())) {
             continue;
         }
         let started = Instant::now();
@@ -135,7 +146,9 @@ impl Scenario {
         // the signal scenarios would test nothing. Children start with the default actions.
         // SAFETY: the closure runs between fork and exec and only calls `signal`, which is
         // async-signal-safe and touches no memory of the parent.
+        #[cfg(unix)]
         unsafe {
+            use std::os::unix::process::CommandExt;
             command.pre_exec(|| {
                 for signal in [libc::SIGINT, libc::SIGTERM] {
                     libc::signal(signal, libc::SIG_DFL);

@@ -187,6 +187,11 @@ fn json_has_the_contract_fields() {
         assert!(json["totals"][field].is_u64(), "totals.{field}");
     }
     for field in ["threads", "open_fds", "rss_bytes"] {
+        // Windows has no descriptor count: the gauge is absent there, never a guess.
+        if field == "open_fds" && cfg!(windows) {
+            assert!(json["process"][field].is_null(), "process.{field}");
+            continue;
+        }
         assert!(json["process"][field].is_u64(), "process.{field}");
     }
     for field in ["bytes", "stacks", "dropped_samples"] {

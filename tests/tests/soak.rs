@@ -122,19 +122,6 @@ fn serve(worker: u64, stop: &AtomicBool) -> u64 {
     requests
 }
 
-/// Process RSS in bytes (from /proc/self/statm), 0 where unknown.
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no memory preconditions.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * page_size.max(0) as u64
-}
-
 /// The child: the workload, with a sampling loop on the main thread.
 fn soak_child() {
     let seconds = soak_seconds();
@@ -164,7 +151,8 @@ fn soak_child() {
             report.tracker.symbol_bytes,
             report.tracker.stacks,
             report.totals.live_bytes,
-            rss_bytes(),
+            // The tracker's own gauge (0 where the OS gives none).
+            report.process.rss_bytes.unwrap_or(0),
         );
     }
     stop.store(true, Ordering::Relaxed);

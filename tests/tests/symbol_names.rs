@@ -7,6 +7,11 @@
 //! Each test builds `src/bin/symbol_names.rs` with its profile into its own target
 //! directory (`target/tmp/symbol-names`): the first run compiles the tracker and `regex`
 //! in release twice (about a minute each on two cores), later runs only what changed.
+//!
+//! Linux only: these are the naming rules of the ELF symbolizer; elsewhere frames are named
+//! through `backtrace` (see `symbols::portable` in the library), which has no such rules.
+
+#![cfg(target_os = "linux")]
 
 use alloc_tracker::{Location, Report};
 use std::path::PathBuf;

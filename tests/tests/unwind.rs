@@ -613,7 +613,7 @@ fn auto_leaves_frame_pointers_in_a_build_without_them() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn main() {
+pub fn main() {
     if let Some(scenario) = child_scenario() {
         run_child(&scenario);
         return;

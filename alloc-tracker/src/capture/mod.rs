@@ -16,6 +16,12 @@
 //! pointers — switches the process to the table unwinder for good. So a program built
 //! with frame pointers gets the fastest walk, and one built without gets correct stacks at
 //! a few times its cost.
+//!
+//! **By platform.** The table unwinder reads ELF `.eh_frame` (Linux x86_64 and aarch64);
+//! elsewhere its place is taken by DWARF. On macOS, whose ABI makes frame records
+//! mandatory, `auto` walks frame pointers, checked against DWARF; on Windows, whose x64
+//! code keeps no frame-pointer chain, `auto` (and `fp`) unwind through `backtrace`
+//! (`RtlVirtualUnwind`). See `sys::FRAME_POINTER_WALK`.
 
 mod dwarf;
 mod fp;
@@ -89,7 +95,7 @@ fn walk_table(out: &mut [usize]) -> usize {
 }
 
 fn capture_auto(out: &mut [usize]) -> usize {
-    if AUTO_SWITCHED.load(Ordering::Relaxed) {
+    if !crate::sys::FRAME_POINTER_WALK || AUTO_SWITCHED.load(Ordering::Relaxed) {
         return walk_table(out);
     }
     // Count globally only while verifying the first samples; after that each thread counts
@@ -157,12 +163,14 @@ pub(crate) fn unwinder_in_use() -> &'static str {
     let unwind = Unwind::from_code(UNWIND_IN_USE.load(Ordering::Relaxed))
         .unwrap_or_else(|| crate::config::effective_unwind(None));
     let table = if table::SUPPORTED { "table" } else { "dwarf" };
+    let walks = crate::sys::FRAME_POINTER_WALK;
     match unwind {
-        Unwind::FramePointer => "fp",
+        Unwind::FramePointer if walks => "fp",
+        Unwind::FramePointer => "dwarf",
         Unwind::Table => table,
         Unwind::Dwarf => "dwarf",
-        Unwind::Auto if AUTO_SWITCHED.load(Ordering::Relaxed) => table,
-        Unwind::Auto => "fp",
+        Unwind::Auto if walks && !AUTO_SWITCHED.load(Ordering::Relaxed) => "fp",
+        Unwind::Auto => table,
     }
 }
 
@@ -243,27 +251,13 @@ thread_local! {
     static STACK_TOP: Cell<usize> = const { Cell::new(0) };
 }
 
+/// The top of this thread's stack (looked up once per thread: `sys::stack_top`).
 fn stack_top() -> Option<usize> {
     let known = STACK_TOP.with(Cell::get);
     if known != 0 {
         return Some(known);
     }
-    // SAFETY: `attr` is initialised by pthread_getattr_np before use and destroyed after;
-    // the out-pointers are valid locals.
-    let top = unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return None;
-        }
-        let mut base: *mut libc::c_void = std::ptr::null_mut();
-        let mut size: libc::size_t = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut base, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if !ok {
-            return None;
-        }
-        base as usize + size
-    };
+    let top = crate::sys::stack_top()?;
     STACK_TOP.with(|t| t.set(top));
     Some(top)
 }
@@ -326,6 +320,13 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(
+            target_os = "linux",
+            any(target_arch = "x86_64", target_arch = "aarch64")
+        )),
+        ignore = "no table unwinder on this target"
+    )]
     fn table_and_dwarf_see_the_same_stacks() {
         for depth in [0, 5, 40] {
             recurse(depth, &mut || {

@@ -139,12 +139,9 @@ pub(crate) fn detect(configured: Option<u64>) -> Option<Limit> {
         });
     }
     let read = |path: &Path| std::fs::read_to_string(path).ok();
-    cgroup_limit(
-        &read(Path::new("/proc/self/cgroup")).unwrap_or_default(),
-        &read(Path::new("/proc/self/mountinfo")).unwrap_or_default(),
-        read,
-    )
-    .or_else(physical_memory)
+    crate::sys::cgroup_files()
+        .and_then(|(cgroups, mounts)| cgroup_limit(&cgroups, &mounts, read))
+        .or_else(physical_memory)
 }
 
 /// The tightest memory limit of the cgroups in `proc_cgroup` (the text of
@@ -271,17 +268,7 @@ fn limit_value(text: &str) -> Option<u64> {
 
 /// The machine's physical memory.
 fn physical_memory() -> Option<Limit> {
-    // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    let bytes = u64::try_from(pages)
-        .ok()?
-        .checked_mul(u64::try_from(page).ok()?)?;
-    (bytes > 0).then_some(Limit {
+    crate::sys::physical_memory().map(|bytes| Limit {
         bytes,
         source: Source::PhysicalMemory,
     })

@@ -72,14 +72,21 @@ fn main() {
         baseline.live_bytes
     );
     for index in 0..threads {
-        let mut thread: libc::pthread_t = 0;
+        // (`pthread_t` is an integer on glibc, a pointer on musl: written before it is read.)
+        let mut thread = std::mem::MaybeUninit::<libc::pthread_t>::uninit();
         // SAFETY: `allocate` has the start-routine signature and takes the index as an
         // integer in pointer form; `thread` and `attr` are live locals.
         let created = unsafe {
-            libc::pthread_create(&mut thread, &attr, allocate, index as *mut libc::c_void)
+            libc::pthread_create(
+                thread.as_mut_ptr(),
+                &attr,
+                allocate,
+                index as *mut libc::c_void,
+            )
         };
         assert_eq!(created, 0, "pthread_create (thread {index})");
-        handles.push(thread);
+        // SAFETY: pthread_create succeeded, so it wrote the thread's id.
+        handles.push(unsafe { thread.assume_init() });
     }
     START.get().expect("barrier").wait();
     say!("all {threads} threads allocating");

@@ -39,15 +39,19 @@ fn main() {
         // The plugin's code runs on a thread of the host's that ends before `dlclose`: the
         // thread-local destructors Rust registered there are gone with it, and nothing
         // else holds the library, so `dlclose` unmaps it unless it pinned itself.
-        let mut thread: libc::pthread_t = 0;
+        // (`pthread_t` is an integer on glibc, a pointer on musl: written before it is read.)
+        let mut thread = std::mem::MaybeUninit::<libc::pthread_t>::uninit();
         let started = libc::pthread_create(
-            &mut thread,
+            thread.as_mut_ptr(),
             std::ptr::null(),
             call_plugin,
             keep as *mut libc::c_void,
         );
         assert_eq!(started, 0, "pthread_create failed");
-        assert_eq!(libc::pthread_join(thread, std::ptr::null_mut()), 0);
+        assert_eq!(
+            libc::pthread_join(thread.assume_init(), std::ptr::null_mut()),
+            0
+        );
         assert_eq!(libc::dlclose(handle), 0, "dlclose failed");
     }
     let mapped = std::fs::read_to_string("/proc/self/maps")

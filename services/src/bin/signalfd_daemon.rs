@@ -4,7 +4,9 @@
 //! and returns from `main`.
 //!
 //! Prints `ready` once the signals are blocked and the workers run, `clean shutdown` at the
-//! end.
+//! end. `signalfd` is Linux's: elsewhere the program only says so.
+
+#![cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
 
 use services::say;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,13 @@ fn work() -> u64 {
     done
 }
 
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("signalfd_daemon: signalfd is Linux's");
+    std::process::exit(2);
+}
+
+#[cfg(target_os = "linux")]
 fn main() {
     keep_state();
     // SAFETY: `set` is a local sigset_t, initialised by sigemptyset before use; the calls

@@ -242,6 +242,10 @@ impl Slot {
             };
             if !rule.is_frame() {
                 if rule.is_end() {
+                    if rule.is_without_cfi() {
+                        // The return address into it is not a frame of the stack.
+                        len = len.saturating_sub(1);
+                    }
                     break;
                 }
                 return Err(Stop::Failed);

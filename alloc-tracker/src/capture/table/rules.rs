@@ -6,9 +6,11 @@
 //! stack or frame pointer plus an offset, the return address is saved at a fixed offset from
 //! the CFA (aarch64: or still in the link register, in the first frame), and the frame
 //! pointer is saved at a fixed offset or not touched. Anything else — CFA expressions
-//! (signal frames, PLT stubs), registers restored from other registers, an address without
-//! an FDE — is [`Rule::UNKNOWN`]: the unwind fails and the caller uses DWARF, which knows
-//! every rule. Never a guess.
+//! (signal frames, PLT stubs), registers restored from other registers, an address outside
+//! every object's tables — is [`Rule::UNKNOWN`]: the unwind fails and the caller uses
+//! DWARF, which knows every rule. Never a guess. An address inside an object's tables but
+//! without an FDE (entry code written without CFI, as musl's `_start` and `__clone`) ends
+//! the stack before it, as it ends DWARF unwinders ([`Rule::NO_CFI`]).
 
 use super::modules::{Bytes, Code};
 use gimli::{
@@ -64,7 +66,7 @@ pub(super) struct Rule {
     ra_words: i16,
     /// Where the caller's frame pointer is saved, in words from the CFA; 0: not saved.
     fp_words: i8,
-    /// [`FRAME`], [`END`], [`CFA_FROM_FP`], [`FP_UNDEFINED`], [`MAY_UNLOAD`].
+    /// [`FRAME`], [`END`], [`CFA_FROM_FP`], [`FP_UNDEFINED`], [`MAY_UNLOAD`], [`NO_CFI`].
     flags: u8,
 }
 
@@ -79,6 +81,8 @@ const FP_UNDEFINED: u8 = 8;
 /// The address lies in an object that may be unloaded (see `modules`): the rule holds only
 /// while the loader's counters have not moved.
 const MAY_UNLOAD: u8 = 16;
+/// With [`END`]: the address is in code without CFI, whose frame is not one of the stack's.
+const NO_CFI: u8 = 32;
 
 impl Rule {
     /// No exact rule.
@@ -92,6 +96,14 @@ impl Rule {
     /// The outermost frame.
     pub(super) const END: Rule = Rule {
         flags: END,
+        ..Rule::UNKNOWN
+    };
+
+    /// Past the outermost frame: code of a loaded object without CFI (entry code written
+    /// without CFI directives, as musl's `_start` and `__clone`). DWARF unwinders stop
+    /// there without reporting the frame (LLVM's libunwind, musl's), and so does the walk.
+    pub(super) const NO_CFI: Rule = Rule {
+        flags: END | NO_CFI,
         ..Rule::UNKNOWN
     };
 
@@ -113,6 +125,12 @@ impl Rule {
     #[inline(always)]
     pub(super) fn is_end(self) -> bool {
         self.flags & END != 0
+    }
+
+    /// Whether the address is in code without CFI (see [`Rule::NO_CFI`]).
+    #[inline(always)]
+    pub(super) fn is_without_cfi(self) -> bool {
+        self.flags & NO_CFI != 0
     }
 
     /// The CFA's base register is the frame pointer (else the stack pointer).
@@ -158,14 +176,18 @@ pub(super) fn rule_for(code: &Code, lookup: u64, context: &mut Context) -> Rule 
 fn row_rule(code: &Code, lookup: u64, context: &mut Context) -> Option<Rule> {
     let svma = lookup.checked_sub(code.bias)?;
     let table = code.eh_frame_hdr.table()?;
-    let fde = table
-        .fde_for_address(
-            &code.eh_frame,
-            &code.bases,
-            svma,
-            EhFrame::<Bytes>::cie_from_offset,
-        )
-        .ok()?;
+    let fde = match table.fde_for_address(
+        &code.eh_frame,
+        &code.bases,
+        svma,
+        EhFrame::<Bytes>::cie_from_offset,
+    ) {
+        Ok(fde) => fde,
+        // Code of a loaded object that has no CFI at all ends the stack (see
+        // `Rule::NO_CFI`). Code outside every object (JIT code) still fails the capture.
+        Err(gimli::Error::NoUnwindInfoForAddress) => return Some(Rule::NO_CFI),
+        Err(_) => return None,
+    };
     if fde.is_signal_trampoline() {
         return None; // the interrupted frame is not a call: DWARF handles it
     }
@@ -289,6 +311,11 @@ mod tests {
         assert!(unloadable.is_end() && unloadable.may_go_stale());
         assert!(!Rule::UNKNOWN.is_frame() && !Rule::UNKNOWN.is_end());
         assert!(Rule::UNKNOWN.may_go_stale());
+        // Code without CFI: the end, its frame not one of the stack's.
+        assert!(r.is_end() && !r.is_without_cfi());
+        let none = Rule::NO_CFI;
+        assert!(none.is_end() && none.is_without_cfi() && !none.is_frame());
+        assert!(!none.may_go_stale());
         assert_eq!(std::mem::size_of::<Rule>(), 8);
     }
 

@@ -1,27 +1,5 @@
-//! Signals: the report on a SIGINT/SIGTERM that the program does not handle, and the report
-//! on demand (`ALLOC_TRACKER_SIGNAL`).
-//!
-//! **The program's signals are the program's.** At start-up the tracker installs its handler
-//! for SIGINT and SIGTERM only where their disposition is the default. What it does when one
-//! arrives is decided then, by what is installed at that moment:
-//!
-//! | at the signal | the tracker |
-//! |---|---|
-//! | its own handler is the one installed (the program has none) | writes the report (on its watcher thread), then ends the process by the signal's default action, so the exit status is the signal's |
-//! | the program installed a handler that calls the previous one (signal-hook, `tokio::signal`, `ctrlc`'s chain) | nothing: the program shuts down its own way, and the report is written at its real exit |
-//! | the program replaced the handler, ignores the signal, or blocks it and takes it with `sigwait`/`signalfd` | never called (its own threads block every signal, so a blocked signal is never delivered to them instead) |
-//!
-//! A second exit signal while the report is being written ends the process at once (the
-//! report file is then whole or absent, never cut short: see `writer`).
-//!
-//! **The report signal** (`ALLOC_TRACKER_SIGNAL=usr2`, opt-in) writes the report to the
-//! destinations while the program carries on, for programs that cannot call
-//! [`crate::write_report`]. It is installed only where the program has no handler for that
-//! signal at start-up; a program's handler that chains to the previous one still gets the
-//! report written.
-//!
-//! The handler itself only does async-signal-safe things (`sigaction` to look, one `write`
-//! to a pipe, `raise`); the watcher thread, reading the pipe, writes the reports.
+//! POSIX signals (Linux, macOS): the handlers, the pipe to the watcher thread, and the
+//! watcher. What they do is told in `signals`.
 
 use crate::config;
 use crate::process::TRACKER_FDS;
@@ -89,14 +67,12 @@ pub(crate) fn after_fork_child() {
 
 /// Opens the pipe and starts the watcher thread; `false` if either fails.
 fn start_watcher() -> bool {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    let Some(fds) = crate::sys::pipe_cloexec() else {
         return false;
-    }
+    };
     let read_fd = fds[0];
     if threads::spawn(Box::new(move || watch(read_fd))).is_err() {
-        // SAFETY: both descriptors were just opened by pipe2 and are ours.
+        // SAFETY: both descriptors were just opened and are ours.
         unsafe {
             libc::close(fds[0]);
             libc::close(fds[1]);
