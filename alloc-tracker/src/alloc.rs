@@ -280,7 +280,7 @@ fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind, scope: 
         size,
         weight,
         stack,
-        born_ns: clock::since_start_ns(),
+        born_ns: clock::coarse_since_start_ns(),
         scope,
     };
     match samples::insert(ptr as usize, sample) {

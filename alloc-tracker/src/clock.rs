@@ -18,6 +18,31 @@ pub(crate) fn monotonic_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// Nanoseconds since the tracker started, to within a few milliseconds (the kernel's coarse
+/// clock: a few nanoseconds to read instead of tens), for the birth time of every sample —
+/// ages are shown to a tenth of a second. Never before the start.
+pub(crate) fn coarse_since_start_ns() -> u64 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on
+        // every Linux since 2.6.32 and runs on the same base as CLOCK_MONOTONIC.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+        mark_start();
+        let now = (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64);
+        now.saturating_sub(START_NS.load(Ordering::Relaxed))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        since_start_ns()
+    }
+}
+
 /// Records the tracker's start time (the first call wins). Reads before it writes: called
 /// at every sample, a write to the shared line each time would bounce it between cores.
 pub(crate) fn mark_start() {
