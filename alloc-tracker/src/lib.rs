@@ -221,6 +221,21 @@ pub fn preload_symbol_tables() {
     reentrancy::untracked(symbolize::preload_symbol_tables);
 }
 
+/// The process gauges now — threads, open file descriptors, resident memory, the C
+/// allocator's figures, the memory limit — without the tracker's own threads and
+/// descriptors. Cheap next to [`report`] (a few `/proc` reads, nothing symbolized).
+///
+/// ```
+/// let gauges = alloc_tracker::gauges();
+/// # let _ = gauges.threads;
+/// ```
+pub fn gauges() -> ProcessGauges {
+    let internal = reentrancy::untracked(process::read);
+    let gauges = internal.clone();
+    reentrancy::untracked(move || drop(internal));
+    gauges
+}
+
 /// Records each site's live bytes now, as one point of the trends that tell leaks from
 /// caches. `ALLOC_TRACKER_INTERVAL` takes checkpoints on a timer; call this
 /// where the program has natural phases (after each batch, request, or test step).

@@ -190,15 +190,16 @@ pub fn fill(id: u64) -> u8 {
     1 + (id % 251) as u8
 }
 
-/// Threads of this process now (from `/proc/self/task`; 0 where there is none).
+/// Threads of this program now, the tracker's own left out (0 where the platform does not
+/// tell).
 pub fn threads() -> u64 {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count() as u64)
+    alloc_tracker::gauges().threads.unwrap_or(0)
 }
 
-/// Open file descriptors of this process now (from `/proc/self/fd`; 0 where there is none).
+/// Open file descriptors of this program now, the tracker's own left out (0 where the
+/// platform does not tell).
 pub fn open_fds() -> u64 {
-    // The listing holds one descriptor of its own.
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| (d.count() as u64).saturating_sub(1))
+    alloc_tracker::gauges().open_fds.unwrap_or(0)
 }
 
 /// Paces a demo's units of work over `--seconds` and prints progress lines: every 2 s of

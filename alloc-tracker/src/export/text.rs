@@ -182,19 +182,39 @@ impl Report {
             rate_line(self.sample_rate)
         );
         let gauge = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map(f).unwrap_or("n/a".into());
+        let count = |n: u64, what: &str| {
+            if n == 1 {
+                format!("1 {what}")
+            } else {
+                format!("{} {what}s", grouped(n))
+            }
+        };
+        let limit = match (self.process.limit_bytes, &self.process.limit_source) {
+            (Some(limit), Some(source)) => format!(" of a {} limit ({source})", human_bytes(limit)),
+            (Some(limit), None) => format!(" of a {} limit", human_bytes(limit)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "process: {} threads, {} open fds, {} resident; tracker: {} ({} of it symbols) in {} stacks ({} unwinding{}){}",
-            gauge(self.process.threads, &|n| n.to_string()),
-            gauge(self.process.open_fds, &|n| n.to_string()),
+            "process: {}, {}, {} resident{limit}",
+            gauge(self.process.threads, &|n| count(n, "thread")),
+            gauge(self.process.open_fds, &|n| count(n, "open fd")),
             gauge(self.process.rss_bytes, &human_bytes),
+        );
+        let _ = writeln!(
+            out,
+            "tracker: {} ({} of it symbols) in {} ({} unwinding{}){}",
             human_bytes(self.tracker.bytes),
             human_bytes(self.tracker.symbol_bytes),
-            grouped(self.tracker.stacks),
-            if self.tracker.unwinder.is_empty() { "?" } else { &self.tracker.unwinder },
+            count(self.tracker.stacks, "stack"),
+            if self.tracker.unwinder.is_empty() {
+                "?"
+            } else {
+                &self.tracker.unwinder
+            },
             match self.tracker.dwarf_fallbacks {
                 0 => String::new(),
-                n => format!(", {} stacks by DWARF", grouped(n)),
+                n => format!(", {} by DWARF", count(n, "stack")),
             },
             match (self.tracker.dropped_samples, self.tracker.pooled_samples) {
                 (0, 0) => String::new(),
@@ -211,23 +231,11 @@ impl Report {
         if let Some(malloc) = &self.process.malloc {
             let _ = writeln!(
                 out,
-                "C allocator (mallinfo2): {} in use, {} free held in {} of arenas, {} mapped apart{}",
+                "C allocator (mallinfo2): {} in use, {} free held in {} of arenas, {} mapped apart",
                 human_bytes(malloc.in_use_bytes),
                 human_bytes(malloc.free_bytes),
                 human_bytes(malloc.arena_bytes),
                 human_bytes(malloc.mmap_bytes),
-                match self.process.limit_bytes {
-                    Some(limit) => format!(
-                        "; memory limit {}{}",
-                        human_bytes(limit),
-                        self.process
-                            .limit_source
-                            .as_deref()
-                            .map(|s| format!(" ({s})"))
-                            .unwrap_or_default()
-                    ),
-                    None => String::new(),
-                }
             );
         }
         let live: Vec<&Site> = self
