@@ -196,7 +196,7 @@ pub fn report() -> Report {
     report_with(Naming::DebugInfo)
 }
 
-/// [`report`], its frames named as `naming` says: [`Naming::SymbolTables`] reads no debug
+/// [`report()`], its frames named as `naming` says: [`Naming::SymbolTables`] reads no debug
 /// info (function names only, no files or lines), for a report made when memory is short.
 ///
 /// ```
@@ -223,7 +223,7 @@ pub fn preload_symbol_tables() {
 
 /// The process gauges now — threads, open file descriptors, resident memory, the C
 /// allocator's figures, the memory limit — without the tracker's own threads and
-/// descriptors. Cheap next to [`report`] (a few `/proc` reads, nothing symbolized).
+/// descriptors. Cheap next to [`report()`] (a few `/proc` reads, nothing symbolized).
 ///
 /// ```
 /// let gauges = alloc_tracker::gauges();
