@@ -6,6 +6,7 @@
 //! [`Demo`], so `cache-leak --help` speaks of requests and cached responses and
 //! `handle-leak --help` of uploads and read buffers.
 
+use alloc_tracker::units::counted;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::time::{Duration, Instant};
 
@@ -299,11 +300,11 @@ impl Progress {
 pub fn exit() -> ! {
     let stats = alloc_tracker::stats();
     println!(
-        "At exit: Heap Alloc: {}, peak {}, {} threads, {} open fds",
+        "At exit: Heap Alloc: {}, peak {}, {}, {}",
         human_bytes(stats.live_bytes),
         human_bytes(stats.peak_live_bytes),
-        threads(),
-        open_fds(),
+        counted(threads(), "thread"),
+        counted(open_fds(), "open fd"),
     );
     std::process::exit(0)
 }

@@ -3,7 +3,7 @@
 
 use crate::origin::{classify, Origin};
 use crate::report::{AtPeak, Location, Report, Site};
-use crate::units::{grouped, human_bytes};
+use crate::units::{counted, grouped, human_bytes};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -120,13 +120,14 @@ impl Report {
             "live MiB"
         );
         let total = at_peak.live_bytes.max(1) as f64;
-        for (rank, site) in at_peak
-            .sites
-            .iter()
-            .filter(|site| site.live_bytes >= floor)
-            .take(PEAK_ROWS)
-            .enumerate()
-        {
+        let shown = at_peak.sites.iter().filter(|site| site.live_bytes >= floor);
+        if shown.clone().next().is_none() {
+            let _ = writeln!(
+                out,
+                "      (no sample fell in what was live then: its allocations were smaller than the sampling interval)"
+            );
+        }
+        for (rank, site) in shown.take(PEAK_ROWS).enumerate() {
             let _ = writeln!(
                 out,
                 "{:>4}  {:>10.3}  {:>5.1}%  {:>10.3}  {}",
@@ -167,28 +168,21 @@ impl Report {
         let t = &self.totals;
         let _ = writeln!(
             out,
-            "== alloc-tracker: {} live in {} allocations (peak {}) after {:.1} s ==",
+            "== alloc-tracker: {} live in {} (peak {}) after {:.1} s ==",
             human_bytes(t.live_bytes),
-            grouped(t.live_allocs),
+            counted(t.live_allocs, "allocation"),
             human_bytes(t.peak_live_bytes),
             self.uptime_ms as f64 / 1000.0
         );
         let _ = writeln!(
             out,
-            "allocated {} in {} allocations, {} freed; {}",
+            "allocated {} in {}, {} freed; {}",
             human_bytes(t.alloc_bytes),
-            grouped(t.allocs),
+            counted(t.allocs, "allocation"),
             grouped(t.frees),
             rate_line(self.sample_rate)
         );
         let gauge = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map(f).unwrap_or("n/a".into());
-        let count = |n: u64, what: &str| {
-            if n == 1 {
-                format!("1 {what}")
-            } else {
-                format!("{} {what}s", grouped(n))
-            }
-        };
         let limit = match (self.process.limit_bytes, &self.process.limit_source) {
             (Some(limit), Some(source)) => format!(" of a {} limit ({source})", human_bytes(limit)),
             (Some(limit), None) => format!(" of a {} limit", human_bytes(limit)),
@@ -197,8 +191,8 @@ impl Report {
         let _ = writeln!(
             out,
             "process: {}, {}, {} resident{limit}",
-            gauge(self.process.threads, &|n| count(n, "thread")),
-            gauge(self.process.open_fds, &|n| count(n, "open fd")),
+            gauge(self.process.threads, &|n| counted(n, "thread")),
+            gauge(self.process.open_fds, &|n| counted(n, "open fd")),
             gauge(self.process.rss_bytes, &human_bytes),
         );
         let _ = writeln!(
@@ -206,7 +200,7 @@ impl Report {
             "tracker: {} ({} of it symbols) in {} ({} unwinding{}){}",
             human_bytes(self.tracker.bytes),
             human_bytes(self.tracker.symbol_bytes),
-            count(self.tracker.stacks, "stack"),
+            counted(self.tracker.stacks, "stack"),
             if self.tracker.unwinder.is_empty() {
                 "?"
             } else {
@@ -214,7 +208,7 @@ impl Report {
             },
             match self.tracker.dwarf_fallbacks {
                 0 => String::new(),
-                n => format!(", {} by DWARF", count(n, "stack")),
+                n => format!(", {} by DWARF", counted(n, "stack")),
             },
             match (self.tracker.dropped_samples, self.tracker.pooled_samples) {
                 (0, 0) => String::new(),
