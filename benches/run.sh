@@ -13,9 +13,10 @@
 #      when valgrind is installed); and writes the goals and every table to RESULTS.md,
 #      with the machine, the date and this command.
 #
-#   benches/run.sh                 # full run: about 35-45 minutes on 2 shared cores
-#   benches/run.sh --quick         # about 10-15 minutes: short criterion, 3 rounds, smaller work
-#   benches/run.sh --rounds N      # N rounds (default 10, 3 with --quick)
+#   benches/run.sh                 # full run: about 20-25 minutes on 2 shared cores (builds
+#                                  # done; a first run builds everything twice: +10 minutes)
+#   benches/run.sh --quick         # about 6 minutes: short criterion, 3 rounds, smaller work
+#   benches/run.sh --rounds N      # N rounds (default 12, 3 with --quick)
 #   benches/run.sh --no-fp-build   # the default build alone (no frame-pointer columns)
 #   benches/run.sh --no-criterion  # skip the criterion micro-benchmarks
 #   benches/run.sh --no-callgrind  # skip the instruction counts
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
             shift
             ;;
         -h | --help)
-            sed -n '2,28p' "$0"
+            sed -n '2,26p' "$0"
             exit 0
             ;;
         *)
@@ -87,6 +88,7 @@ else
 fi
 runner_args=(--out benches/RESULTS.md --criterion-since "$since")
 if [ "$criterion" = 1 ]; then
+    runner_args+=(--criterion-load "$(cut -d' ' -f1-3 /proc/loadavg)")
     echo "== criterion: no frame pointers" >&2
     CARGO_TARGET_DIR="$target" RUSTFLAGS="$user_rustflags" CRITERION_HOME="$target/criterion" \
         cargo bench -p alloc-tracker-benches --bench micro -- "${criterion_args[@]}"

@@ -71,16 +71,13 @@ pub struct SourceLine {
 }
 
 impl SourceLine {
-    /// The file, shortened: from the crate's `src/` for the tracker, from `library/` for the
-    /// standard library.
+    /// The file, shortened: from the crate's directory for the tracker and the benches, from
+    /// `library/` for the standard library.
     pub fn place(&self) -> String {
-        let file = match self.file.find("alloc-tracker/src/") {
-            Some(at) => &self.file[at..],
-            None => match self.file.find("/library/") {
-                Some(at) => &self.file[at + 1..],
-                None => &self.file,
-            },
-        };
+        let file = ["alloc-tracker/src/", "benches/src/", "library/"]
+            .iter()
+            .find_map(|root| self.file.find(root).map(|at| &self.file[at..]))
+            .unwrap_or(&self.file);
         format!("{file}:{}", self.line)
     }
 

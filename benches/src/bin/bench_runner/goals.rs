@@ -362,6 +362,19 @@ fn jemalloc(data: &Data) -> Goal {
             met = Some(met.unwrap_or(true) && this);
         }
     }
+    if let Some(counts) = data.instructions {
+        if let (Some(j), Some(t), Some(p)) = (
+            counts.service("jemalloc"),
+            counts.service("tracker-jemalloc"),
+            counts.service("jemalloc-prof"),
+        ) {
+            cells.push(format!(
+                "instructions (callgrind, 1t): tracker {:.4}× vs jemalloc-prof {:.4}×",
+                t.per_unit / j.per_unit,
+                p.per_unit / j.per_unit
+            ));
+        }
+    }
     Goal {
         measure: "wrapped around jemalloc vs jemalloc, default rate, `service` 1 / 2 threads",
         goal: "≤ jemalloc's own profiling at 512 KiB",

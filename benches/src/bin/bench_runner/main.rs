@@ -8,7 +8,7 @@
 //! ```text
 //! bench-runner [--quick] [--rounds N] [--out PATH] [--fp-bins DIR]
 //!              [--criterion DIR] [--fp-criterion DIR] [--criterion-since SECS]
-//!              [--no-callgrind] [--command TEXT]
+//!              [--criterion-load TEXT] [--no-callgrind] [--command TEXT]
 //! ```
 //!
 //! The binaries of the default build are found next to this one; `--fp-bins` names the
@@ -37,6 +37,8 @@ pub struct Options {
     pub criterion: Option<PathBuf>,
     pub fp_criterion: Option<PathBuf>,
     pub criterion_since: u64,
+    /// The load average when criterion started (`run.sh` tells).
+    pub criterion_load: Option<String>,
     pub callgrind: bool,
     pub command: String,
 }
@@ -50,6 +52,7 @@ fn parse_options() -> Result<Options, String> {
         criterion: None,
         fp_criterion: None,
         criterion_since: 0,
+        criterion_load: None,
         callgrind: true,
         command: "bench-runner".to_string(),
     };
@@ -71,12 +74,13 @@ fn parse_options() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--criterion-since: {e}"))?
             }
+            "--criterion-load" => options.criterion_load = Some(value()?),
             "--command" => options.command = value()?,
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
     if options.rounds == 0 {
-        options.rounds = if options.quick { 3 } else { 10 };
+        options.rounds = if options.quick { 3 } else { 12 };
     }
     Ok(options)
 }

@@ -275,7 +275,7 @@ fn checks(w: &mut String, data: &Data) {
 }
 
 fn workloads(w: &mut String, data: &Data) {
-    let _ = writeln!(w, "## Whole-program workloads (wall time)\n");
+    let _ = writeln!(w, "## Whole-program workloads (CPU time and wall time)\n");
     let _ = writeln!(
         w,
         "Each variant is its own binary (`benches/src/bin/wl_*.rs`): the same workload code, \
@@ -851,7 +851,16 @@ fn micro(w: &mut String, data: &Data) {
          `off` = sampling off (counters, countdown, free filter: the fast path alone); \
          `512k`/`64k` = rate, `auto` unwinding (the unwind tables: default build); \
          `4k-*`/`exact-*` = rate 4 KiB / every allocation with frame-pointer, unwind-table or \
-         DWARF unwinding. Default build, except the `fp` configurations: frame-pointer build.\n"
+         DWARF unwinding. Default build, except the `fp` configurations: frame-pointer build. \
+         These are wall times, taken before the rounds{}: on this shared machine they move \
+         with its load more than the CPU times of the sections above (e.g. one sampled event: \
+         compare `unwind-timing`).\n",
+        data.options
+            .criterion_load
+            .as_ref()
+            .map_or(String::new(), |load| format!(
+                " (load average {load} when they started)"
+            ))
     );
     let _ = writeln!(w, "### Alloc+free pair\n");
     let _ = write!(w, "| size |");
