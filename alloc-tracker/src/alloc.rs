@@ -162,10 +162,10 @@ impl<A> Tracker<A> {
     fn record_in_scope(&self, shard: &counters::Shard, ptr: *mut u8, size: usize) {
         let _guard = reentrancy::enter();
         lifecycle::ensure_started();
-        watch_the_heap(shard);
         shard.sampler.keep_aside();
         let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
         record_sample(ptr, size, 1.0, unwind, scope::next_tag());
+        watch_the_heap(shard);
     }
 
     /// The countdown of `shard`'s thread ran out: decide, and record the sample if this
@@ -175,13 +175,15 @@ impl<A> Tracker<A> {
     fn at_sample_point(&self, shard: &counters::Shard, ptr: *mut u8, size: usize) {
         let _guard = reentrancy::enter();
         lifecycle::ensure_started();
-        watch_the_heap(shard);
         let rate = config::effective_rate(self.code_rate());
         sampler::note_rate_in_use(rate);
         if let Some(weight) = shard.sampler.expired(size, rate) {
             let unwind = config::effective_unwind(Unwind::from_code(self.code_unwind));
             record_sample(ptr, size, weight, unwind, 0);
         }
+        // After the sample: a capture of the heap at its peak, or an emergency report,
+        // must see the allocation that made the peak (one big block may be all of it).
+        watch_the_heap(shard);
     }
 
     /// `realloc` for the cases the fast path leaves: tracker code, a thread off the fast
@@ -280,7 +282,7 @@ fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind, scope: 
         size,
         weight,
         stack,
-        born_ns: clock::since_start_ns(),
+        born_ns: clock::coarse_since_start_ns(),
         scope,
     };
     match samples::insert(ptr as usize, sample) {

@@ -10,6 +10,15 @@ pub(crate) fn monotonic_ns() -> u64 {
     crate::sys::monotonic_ns()
 }
 
+/// Nanoseconds since the tracker started, to within a few milliseconds (`sys::coarse_monotonic_ns`:
+/// on Linux the kernel's coarse clock, a few nanoseconds to read instead of tens), for the birth time of every sample —
+/// ages are shown to a tenth of a second. Never before the start.
+pub(crate) fn coarse_since_start_ns() -> u64 {
+    let now = crate::sys::coarse_monotonic_ns();
+    mark_start();
+    now.saturating_sub(START_NS.load(Ordering::Relaxed))
+}
+
 /// Records the tracker's start time (the first call wins). Reads before it writes: called
 /// at every sample, a write to the shared line each time would bounce it between cores.
 pub(crate) fn mark_start() {

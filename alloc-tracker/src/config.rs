@@ -25,8 +25,9 @@ pub const DEFAULT_MAX_STACKS: usize = 16_384;
 /// How stacks are captured at a sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unwind {
-    /// Walk the frame-pointer chain: about 1 ns a frame; needs code built with
-    /// `-C force-frame-pointers=yes` to see every frame.
+    /// Walk the frame-pointer chain: about 1 ns a frame; right only for a program built
+    /// entirely with `-C force-frame-pointers=yes` (std has them; the program's own code
+    /// and its dependencies, by default, do not).
     FramePointer,
     /// The unwind tables (`.eh_frame`) of the loaded objects, each return address's rule
     /// cached: about 6 ns a frame once warm, right for code built without frame pointers
@@ -36,9 +37,11 @@ pub enum Unwind {
     Table,
     /// DWARF unwinding through the `backtrace` crate: about 100 ns a frame, always right.
     Dwarf,
-    /// Frame pointers while they agree with the table unwinder on checked samples (the
-    /// first 32, then one in 1024); the table unwinder for good after the first
-    /// disagreement.
+    /// The unwind tables where there are (Linux on x86_64 and aarch64): checking frame
+    /// pointers on some samples cannot vouch for the others, since a program's own code
+    /// usually has none while std keeps them. Elsewhere, frame pointers while they agree
+    /// with DWARF on checked samples (the first 32, then one in 1024), DWARF for good after
+    /// the first disagreement.
     Auto,
 }
 

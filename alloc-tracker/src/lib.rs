@@ -197,7 +197,7 @@ pub fn report() -> Report {
     report_with(Naming::DebugInfo)
 }
 
-/// [`report`], its frames named as `naming` says: [`Naming::SymbolTables`] reads no debug
+/// [`report()`], its frames named as `naming` says: [`Naming::SymbolTables`] reads no debug
 /// info (function names only, no files or lines), for a report made when memory is short.
 ///
 /// ```
@@ -220,6 +220,21 @@ pub fn report_with(naming: Naming) -> Report {
 /// Without it, the first report reads them.
 pub fn preload_symbol_tables() {
     reentrancy::untracked(symbolize::preload_symbol_tables);
+}
+
+/// The process gauges now — threads, open file descriptors, resident memory, the C
+/// allocator's figures, the memory limit — without the tracker's own threads and
+/// descriptors. Cheap next to [`report()`] (a few `/proc` reads, nothing symbolized).
+///
+/// ```
+/// let gauges = alloc_tracker::gauges();
+/// # let _ = gauges.threads;
+/// ```
+pub fn gauges() -> ProcessGauges {
+    let internal = reentrancy::untracked(process::read);
+    let gauges = internal.clone();
+    reentrancy::untracked(move || drop(internal));
+    gauges
 }
 
 /// Records each site's live bytes now, as one point of the trends that tell leaks from

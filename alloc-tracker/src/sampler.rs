@@ -86,7 +86,8 @@ impl GapSource {
     }
 }
 
-/// A thread's sampling state, stepped by [`Countdown::decide`]: the pure logic behind the
+/// A thread's sampling state, stepped by `Countdown::decide` (in tests; the allocator runs the
+/// same steps split across its fast and slow paths): the pure logic behind the
 /// thread-local countdown, testable with a fixed seed.
 #[derive(Clone, Debug)]
 pub(crate) struct Countdown {
@@ -125,7 +126,7 @@ impl Countdown {
         self.expired(size, rate_now)
     }
 
-    /// The slow half of [`Countdown::decide`]: the countdown reached zero at an allocation of
+    /// The slow half of `Countdown::decide`: the countdown reached zero at an allocation of
     /// `size` bytes (already subtracted).
     pub(crate) fn expired(&mut self, size: usize, rate_now: u64) -> Option<f64> {
         let weight = match self.rate {

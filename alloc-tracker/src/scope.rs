@@ -26,6 +26,7 @@ use crate::report::Location;
 use crate::samples::{self, Sample};
 use crate::stacks::{self, StackId};
 use crate::symbolize::{self, Naming};
+use crate::units::counted;
 use crate::{config, counters, reentrancy, snapshot};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -331,18 +332,9 @@ impl Usage {
             panic!(
                 "the scope retains {} bytes in {} (at most {bytes} allowed):\n{self}",
                 self.retained_bytes,
-                plural(self.retained_allocs, "block")
+                counted(self.retained_allocs, "block")
             );
         }
-    }
-}
-
-/// `1 block`, `2 blocks`.
-fn plural(n: u64, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 
@@ -351,12 +343,12 @@ impl fmt::Display for Usage {
         writeln!(
             f,
             "{} ({} bytes), {} ({} bytes); retained {} bytes in {}",
-            plural(self.allocs, "allocation"),
+            counted(self.allocs, "allocation"),
             self.alloc_bytes,
-            plural(self.frees, "free"),
+            counted(self.frees, "free"),
             self.freed_bytes,
             self.retained_bytes,
-            plural(self.retained_allocs, "block")
+            counted(self.retained_allocs, "block")
         )?;
         for site in &self.retained_sites {
             let place = match (&site.file, site.line) {
@@ -368,7 +360,7 @@ impl fmt::Display for Usage {
                 f,
                 "  {} bytes in {} at {}  {place}",
                 site.bytes,
-                plural(site.allocs, "block"),
+                counted(site.allocs, "block"),
                 site.function
             )?;
         }

@@ -106,7 +106,7 @@ fn build(inputs: Inputs) -> Report {
     // Each address's frames, named once for this report.
     let mut named: HashMap<usize, Arc<[symbolize::Frame]>> = HashMap::new();
     for snapshot in stacks {
-        let figures = figures_of(&snapshot.stats);
+        let figures = figures_of(&snapshot.stats, totals.peak_live_bytes);
         let (site, frames) = if snapshot.id == OTHER_STACKS {
             (Location::named(OTHER_STACKS_SITE), Vec::new())
         } else {
@@ -149,6 +149,11 @@ fn build(inputs: Inputs) -> Report {
             for stack in &stacks {
                 figures.add(&stack.figures);
             }
+            figures.peak_live_bytes = peak_within(
+                figures.peak_live_bytes,
+                totals.peak_live_bytes,
+                figures.live_bytes,
+            );
             Site {
                 figures,
                 site,
@@ -225,7 +230,8 @@ fn at_peak(capture: &Capture, site_of: &HashMap<StackId, Location>) -> AtPeak {
         .into_iter()
         .map(|(site, (bytes, allocs))| PeakSite {
             site: site.clone(),
-            live_bytes: bytes.round() as u64,
+            // No site held more than the whole heap then (see `peak_within`).
+            live_bytes: (bytes.round() as u64).min(capture.live_bytes),
             live_allocs: allocs.round() as u64,
         })
         .filter(|site| site.live_bytes > 0)
@@ -334,8 +340,17 @@ pub(crate) fn symbolize_stack(
     (site, kept.iter().map(|f| f.location.clone()).collect())
 }
 
-/// A stack's estimates, rounded for the report.
-fn figures_of(stats: &StackStats) -> Figures {
+/// An estimated peak no higher than the process's exact peak (`process_peak`): a few
+/// samples of a small heap weigh far more than it held (three 64 KiB samples at 512 KiB
+/// stand for 1.5 MiB), and no site can have held more than the whole heap. Never below
+/// `live` either.
+fn peak_within(estimate: u64, process_peak: u64, live: u64) -> u64 {
+    estimate.min(process_peak).max(live)
+}
+
+/// A stack's estimates, rounded for the report; its peak within the process's exact peak
+/// (`process_peak`).
+fn figures_of(stats: &StackStats, process_peak: u64) -> Figures {
     let round = |x: f64| x.max(0.0).round() as u64;
     // Bytes as the rounded count times the mean size, so that `bytes / objects` is the
     // stack's mean allocation size to within a byte whatever the count (pprof's `bytes`
@@ -356,7 +371,7 @@ fn figures_of(stats: &StackStats) -> Figures {
     Figures {
         live_bytes,
         live_allocs,
-        peak_live_bytes: round(stats.peak_live_bytes).max(live_bytes),
+        peak_live_bytes: peak_within(round(stats.peak_live_bytes), process_peak, live_bytes),
         alloc_bytes,
         allocs,
         live_samples: stats.live_samples,
@@ -375,27 +390,54 @@ mod tests {
                 alloc_bytes: allocs * 5000.0,
                 ..StackStats::default()
             };
-            let figures = figures_of(&stats);
+            let figures = figures_of(&stats, u64::MAX);
             let mean = figures.alloc_bytes as f64 / figures.allocs as f64;
             assert!((mean - 5000.0).abs() < 0.5, "{allocs}: {figures:?}");
             // Some of them still live: the same holds, and live stays within allocated.
             let live = allocs * 0.8;
-            let figures = figures_of(&StackStats {
-                live_allocs: live,
-                live_bytes: live * 5000.0,
-                peak_live_bytes: live * 5000.0,
-                ..stats
-            });
+            let figures = figures_of(
+                &StackStats {
+                    live_allocs: live,
+                    live_bytes: live * 5000.0,
+                    peak_live_bytes: live * 5000.0,
+                    ..stats
+                },
+                u64::MAX,
+            );
             let mean = figures.live_bytes as f64 / figures.live_allocs as f64;
             assert!((mean - 5000.0).abs() < 0.5, "{allocs}: {figures:?}");
             assert!(figures.live_bytes <= figures.alloc_bytes, "{figures:?}");
             assert!(figures.live_bytes <= figures.peak_live_bytes, "{figures:?}");
         }
-        let exact = figures_of(&StackStats {
-            allocs: 3.0,
-            alloc_bytes: 14_999.0,
-            ..StackStats::default()
-        });
+        let exact = figures_of(
+            &StackStats {
+                allocs: 3.0,
+                alloc_bytes: 14_999.0,
+                ..StackStats::default()
+            },
+            u64::MAX,
+        );
         assert_eq!((exact.allocs, exact.alloc_bytes), (3, 14_999));
+    }
+
+    #[test]
+    fn no_stack_peaks_above_the_process() {
+        // Three 64 KiB samples at 512 KiB, all live at once, in a heap that peaked at 67 KiB.
+        let weight = 1.0 / (1.0 - (-1.0f64 / 8.0).exp());
+        let stats = StackStats {
+            allocs: 3.0 * weight,
+            alloc_bytes: 3.0 * weight * 65_536.0,
+            peak_live_bytes: 3.0 * weight * 65_536.0,
+            ..StackStats::default()
+        };
+        assert_eq!(figures_of(&stats, 68_608).peak_live_bytes, 68_608);
+        // Never below what is live now, whatever the bound.
+        let live = StackStats {
+            live_allocs: weight,
+            live_bytes: weight * 65_536.0,
+            ..stats
+        };
+        let figures = figures_of(&live, 68_608);
+        assert_eq!(figures.peak_live_bytes, figures.live_bytes);
     }
 }

@@ -34,6 +34,21 @@ pub fn grouped(n: u64) -> String {
     out
 }
 
+/// A count and what it counts, in the singular for one: `(1, "thread")` → `"1 thread"`,
+/// `(1234, "allocation")` → `"1,234 allocations"`.
+///
+/// ```
+/// assert_eq!(alloc_tracker::units::counted(1, "thread"), "1 thread");
+/// assert_eq!(alloc_tracker::units::counted(30_002, "allocation"), "30,002 allocations");
+/// ```
+pub fn counted(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{} {what}s", grouped(n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

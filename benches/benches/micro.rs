@@ -13,6 +13,11 @@
 //! * `threads/<n>/<config>`: 64 B pairs on `n` threads at once; the time is per pair on each
 //!   thread, so a tracker without a shared hot spot keeps its one-thread time.
 //!
+//! The frame-pointer configurations (`4k-fp`, `exact-fp`, `sampled_event/fp`) exist only in
+//! a build with frame pointers (`cfg(frame_pointers)`, see `build.rs`): elsewhere their
+//! stacks are a frame or two and their times mean nothing. `run.sh` runs this bench in both
+//! builds, the frame-pointer one for those configurations alone.
+//!
 //! All trackers of a process share one per-thread sampling countdown, so each benchmark
 //! calls [`sampler::restart_countdown`] before it starts. Environment variables would
 //! override the configurations: run with no `ALLOC_TRACKER_*` set (`run.sh` unsets them).
@@ -29,12 +34,14 @@ use std::time::{Duration, Instant};
 static OFF: Tracker = Tracker::system().with_sample_rate(0);
 static R512K: Tracker = Tracker::system().with_sample_rate(512 * 1024);
 static R64K: Tracker = Tracker::system().with_sample_rate(64 * 1024);
+#[cfg(frame_pointers)]
 static R4K_FP: Tracker = Tracker::system()
     .with_sample_rate(4096)
     .with_unwind(Unwind::FramePointer);
 static R4K_DWARF: Tracker = Tracker::system()
     .with_sample_rate(4096)
     .with_unwind(Unwind::Dwarf);
+#[cfg(frame_pointers)]
 static EXACT_FP: Tracker = Tracker::system()
     .with_sample_rate(1)
     .with_unwind(Unwind::FramePointer);
@@ -92,8 +99,10 @@ macro_rules! each_config {
         $callback("off", &OFF, $($args),*);
         $callback("512k", &R512K, $($args),*);
         $callback("64k", &R64K, $($args),*);
+        #[cfg(frame_pointers)]
         $callback("4k-fp", &R4K_FP, $($args),*);
         $callback("4k-dwarf", &R4K_DWARF, $($args),*);
+        #[cfg(frame_pointers)]
         $callback("exact-fp", &EXACT_FP, $($args),*);
         $callback("exact-table", &EXACT_TABLE, $($args),*);
         $callback("exact-dwarf", &EXACT_DWARF, $($args),*);
@@ -196,6 +205,7 @@ fn sampled_event(c: &mut Criterion) {
     }
     for target in [15, 20, 40] {
         bench(&mut group, "off", &OFF, layout, target);
+        #[cfg(frame_pointers)]
         bench(&mut group, "fp", &EXACT_FP, layout, target);
         bench(&mut group, "table", &EXACT_TABLE, layout, target);
         bench(&mut group, "dwarf", &EXACT_DWARF, layout, target);
@@ -250,7 +260,9 @@ fn threads(c: &mut Criterion) {
         bench("system", &System, &mut group, n, layout);
         bench("off", &OFF, &mut group, n, layout);
         bench("512k", &R512K, &mut group, n, layout);
+        #[cfg(frame_pointers)]
         bench("4k-fp", &R4K_FP, &mut group, n, layout);
+        #[cfg(frame_pointers)]
         bench("exact-fp", &EXACT_FP, &mut group, n, layout);
         bench("exact-table", &EXACT_TABLE, &mut group, n, layout);
     }

@@ -1,6 +1,7 @@
 //! Every workload binary runs a tiny workload and prints its JSON line; `fastpath` runs in
-//! every configuration. No timing is asserted: this only keeps the bench binaries working
-//! (`run.sh` does the measuring).
+//! every configuration; `unwind-timing` prints its JSON line. No timing is asserted: this
+//! only keeps the bench binaries working (`run.sh` does the measuring). `wl-jemalloc-prof`
+//! exists with the `jemalloc-prof` feature only.
 
 use std::process::Command;
 
@@ -39,6 +40,14 @@ fn every_allocator_runs_every_workload() {
         (env!("CARGO_BIN_EXE_wl-dhat"), &[][..]),
         (env!("CARGO_BIN_EXE_wl-jemalloc"), &[][..]),
         (env!("CARGO_BIN_EXE_wl-tracker-jemalloc"), &[][..]),
+        #[cfg(feature = "jemalloc-prof")]
+        (
+            env!("CARGO_BIN_EXE_wl-jemalloc-prof"),
+            &[(
+                "_RJEM_MALLOC_CONF",
+                "prof:true,prof_active:true,lg_prof_sample:19",
+            )][..],
+        ),
     ];
     for (binary, env) in binaries {
         for (workload, scale) in [("service", "0.001"), ("hashmap", "0.01")] {
@@ -46,7 +55,13 @@ fn every_allocator_runs_every_workload() {
             assert_eq!(out["workload"], workload);
             assert_eq!(out["threads"], 2);
             assert!(out["secs"].as_f64().is_some_and(|s| s > 0.0), "{out}");
+            assert_eq!(out["frame_pointers"], cfg!(frame_pointers), "{out}");
         }
+        let out = run(binary, &["pairs", "--threads", "3", "--pairs", "1000"], env);
+        assert!(
+            out["cpu_ns_per_pair"].as_f64().is_some_and(|ns| ns > 0.0),
+            "{out}"
+        );
     }
     // The same work gives the same checksum under every allocator.
     let a = run(
@@ -95,4 +110,67 @@ fn fastpath_runs_every_configuration() {
             .expect("fastpath starts");
         assert!(status.success(), "{config}");
     }
+}
+
+#[test]
+fn trackers_and_jemalloc_say_what_they_run() {
+    let out = run(
+        env!("CARGO_BIN_EXE_wl-tracker"),
+        &["service", "--scale", "0.01"],
+        &[("ALLOC_TRACKER_RATE", "1")],
+    );
+    let tracker = &out["tracker"];
+    assert_eq!(tracker["sample_rate"], 1, "{out}");
+    // Exact mode: the samples account for every byte (the report's own allocations aside).
+    let (estimated, exact) = (
+        tracker["estimated_alloc_bytes"].as_f64().unwrap(),
+        tracker["alloc_bytes"].as_f64().unwrap(),
+    );
+    assert!((estimated / exact - 1.0).abs() < 0.01, "{out}");
+    let out = run(
+        env!("CARGO_BIN_EXE_wl-tracker"),
+        &["pairs", "--pairs", "1000", "--live", "500"],
+        &[],
+    );
+    // The held blocks were sampled in exact mode, the pairs at the default rate.
+    assert!(
+        out["tracker"]["live_samples"].as_u64().unwrap() >= 500,
+        "{out}"
+    );
+    assert_eq!(out["tracker"]["sample_rate"], 524288, "{out}");
+    let out = run(
+        env!("CARGO_BIN_EXE_wl-jemalloc"),
+        &["service", "--scale", "0.001"],
+        &[],
+    );
+    // Off: absent from the stock build, `false` where the feature built jemalloc's
+    // profiler into every binary (`--all-features`).
+    assert_ne!(out["jemalloc"]["opt.prof"], true, "{out}");
+    #[cfg(feature = "jemalloc-prof")]
+    {
+        let out = run(
+            env!("CARGO_BIN_EXE_wl-jemalloc-prof"),
+            &["service", "--scale", "0.001"],
+            &[(
+                "_RJEM_MALLOC_CONF",
+                "prof:true,prof_active:true,lg_prof_sample:19",
+            )],
+        );
+        assert_eq!(out["jemalloc"]["opt.prof"], true, "{out}");
+        assert_eq!(out["jemalloc"]["opt.lg_prof_sample"], 19, "{out}");
+    }
+}
+
+#[test]
+fn unwind_timing_prints_its_json_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_unwind-timing"))
+        .args(["--json", "--rounds", "1", "--iterations", "200"])
+        .env("ALLOC_TRACKER_REPORT", "off")
+        .output()
+        .expect("unwind-timing starts");
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON line");
+    assert!(json["event/table"].as_f64().is_some(), "{json}");
+    assert_eq!(json["frame_pointers"], cfg!(frame_pointers), "{json}");
 }

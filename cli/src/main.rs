@@ -11,7 +11,7 @@
 //! program's JSON, a newer report version) gets one line on stderr and exit status 1;
 //! usage errors exit with 2.
 
-use alloc_tracker::units::{grouped, human_bytes};
+use alloc_tracker::units::{counted, grouped, human_bytes};
 use alloc_tracker::{AtPeak, Figures, Format, Location, ReadError, Report, MIN_SUSPECT_BYTES};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::collections::HashMap;
@@ -218,10 +218,10 @@ fn sampling(report: &Report) -> String {
 fn top(path: &Path, report: &Report, count: usize, by: By) -> String {
     let t = &report.totals;
     let mut out = format!(
-        "{}: {} live in {} allocations (peak {}), {} allocated in all, after {:.1} s; {}\n",
+        "{}: {} live in {} (peak {}), {} allocated in all, after {:.1} s; {}\n",
         path.display(),
         human_bytes(t.live_bytes),
-        grouped(t.live_allocs),
+        counted(t.live_allocs, "allocation"),
         human_bytes(t.peak_live_bytes),
         human_bytes(t.alloc_bytes),
         report.uptime_ms as f64 / 1000.0,

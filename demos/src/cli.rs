@@ -6,6 +6,7 @@
 //! [`Demo`], so `cache-leak --help` speaks of requests and cached responses and
 //! `handle-leak --help` of uploads and read buffers.
 
+use alloc_tracker::units::counted;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::time::{Duration, Instant};
 
@@ -190,15 +191,16 @@ pub fn fill(id: u64) -> u8 {
     1 + (id % 251) as u8
 }
 
-/// Threads of this process now (from `/proc/self/task`; 0 where there is none).
+/// Threads of this program now, the tracker's own left out (0 where the platform does not
+/// tell).
 pub fn threads() -> u64 {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count() as u64)
+    alloc_tracker::gauges().threads.unwrap_or(0)
 }
 
-/// Open file descriptors of this process now (from `/proc/self/fd`; 0 where there is none).
+/// Open file descriptors of this program now, the tracker's own left out (0 where the
+/// platform does not tell).
 pub fn open_fds() -> u64 {
-    // The listing holds one descriptor of its own.
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| (d.count() as u64).saturating_sub(1))
+    alloc_tracker::gauges().open_fds.unwrap_or(0)
 }
 
 /// Paces a demo's units of work over `--seconds` and prints progress lines: every 2 s of
@@ -298,11 +300,11 @@ impl Progress {
 pub fn exit() -> ! {
     let stats = alloc_tracker::stats();
     println!(
-        "At exit: Heap Alloc: {}, peak {}, {} threads, {} open fds",
+        "At exit: Heap Alloc: {}, peak {}, {}, {}",
         human_bytes(stats.live_bytes),
         human_bytes(stats.peak_live_bytes),
-        threads(),
-        open_fds(),
+        counted(threads(), "thread"),
+        counted(open_fds(), "open fd"),
     );
     std::process::exit(0)
 }

@@ -1,5 +1,6 @@
-//! Exact totals with hundreds of threads allocating at once (the tracker keeps 255
-//! per-thread counter shards; the threads past them share one).
+//! Exact totals with up to ten thousand threads allocating at once (every thread gets a
+//! counter shard of its own: past the first 256 the tracker maps more, up to 65,536, and a
+//! thread that ends gives its shard back).
 //!
 //! `many_threads <n>` prints `alloc_tracker::stats()` before its threads start (`baseline`)
 //! and after they are joined (`end`); its threads follow `services::plan`. The end must be
@@ -127,4 +128,10 @@ fn exact_totals_with_300_threads() {
 #[test]
 fn exact_totals_with_1000_threads() {
     exact_totals_with(1000);
+}
+
+/// Ten thousand threads alive together (2 s here: their stacks are 256 KiB).
+#[test]
+fn exact_totals_with_10000_threads() {
+    exact_totals_with(10_000);
 }

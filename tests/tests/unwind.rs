@@ -9,8 +9,8 @@
 //! - at the same call points, return address by return address
 //!   (`alloc_tracker::internals`);
 //! - a library loaded after the first unwind, then unloaded and another copy loaded;
-//! - `fork` while other threads capture; no allocation once warm; `auto` leaving frame
-//!   pointers in a build without them (x86_64: aarch64 keeps frame records by default).
+//! - `fork` while other threads capture; no allocation once warm; `auto` taking the unwind
+//!   tables, and naming a thread's allocation at its own function.
 
 use alloc_tracker::internals::{dwarf_stack, table_scans, table_stack};
 use alloc_tracker::Tracker;
@@ -284,6 +284,13 @@ fn keep(size: usize) {
     KEPT.lock().unwrap().push(block);
 }
 
+/// Keeps `size` bytes, allocated from a thread (see the "auto" scenario).
+#[inline(never)]
+fn keep_from_a_thread(size: usize) {
+    let block = vec![3u8; size];
+    KEPT.lock().unwrap().push(black_box(block));
+}
+
 extern "C" fn allocate_in_jit_code() {
     for _ in 0..JIT_ALLOCATIONS {
         // Exactly one allocation each (leaked: freeing is not the point).
@@ -400,6 +407,11 @@ fn run_child(scenario: &str) {
         "fork" => fork_while_capturing(),
         "auto" => {
             recurse(10, &mut || keep(24));
+            // From a thread: std's frames keep frame pointers, the test's own do not — a
+            // frame-pointer walk from `vec!` here used to jump to `start_thread`.
+            std::thread::spawn(|| keep_from_a_thread(64 << 10))
+                .join()
+                .expect("thread");
         }
         other => panic!("unknown scenario {other}"),
     }
@@ -593,7 +605,7 @@ fn fork_while_other_threads_capture() {
     assert!(finished.stdout().contains("fork ok"));
 }
 
-fn auto_leaves_frame_pointers_in_a_build_without_them() {
+fn auto_uses_the_unwind_tables() {
     let dir = scratch_dir("unwind-auto");
     let json = dir.join("report.json");
     let finished = Scenario::new("auto")
@@ -602,14 +614,21 @@ fn auto_leaves_frame_pointers_in_a_build_without_them() {
         .run();
     assert!(finished.output.status.success(), "{}", finished.stderr());
     let report = read_report(&json);
-    // aarch64 code keeps its frame records by default (AAPCS64): there frame pointers are
-    // right, and `auto` keeps them.
-    let expected = if cfg!(any(forced_frame_pointers, target_arch = "aarch64")) {
-        "fp"
-    } else {
-        "table"
-    };
-    assert_eq!(report["tracker"]["unwinder"], expected);
+    assert_eq!(report["tracker"]["unwinder"], "table");
+    // The thread's allocation is at its own function, with the thread's stack behind it.
+    let from_thread = report["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .find(|site| site["live_bytes"] == 64 << 10)
+        .unwrap_or_else(|| panic!("no 64 KiB site: {report:#}"));
+    assert!(
+        from_thread["site"]["function"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("keep_from_a_thread")),
+        "{}",
+        from_thread["site"]
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -642,10 +661,7 @@ pub fn main() {
                 "fork_while_other_threads_capture",
                 fork_while_other_threads_capture,
             ),
-            (
-                "auto_leaves_frame_pointers_in_a_build_without_them",
-                auto_leaves_frame_pointers_in_a_build_without_them,
-            ),
+            ("auto_uses_the_unwind_tables", auto_uses_the_unwind_tables),
         ],
     );
 }

@@ -10,17 +10,22 @@
 //! - [`dwarf`], **DWARF** through `backtrace`: 50–200 ns a frame, right for any code with
 //!   unwind tables.
 //!
-//! `auto` walks frame pointers but checks the walk against the table unwinder on the first
-//! [`VERIFY_FIRST`] samples and on one sample in [`VERIFY_EVERY`] after that. One
-//! disagreement — a frame the chain skipped, as happens in code built without frame
-//! pointers — switches the process to the table unwinder for good. So a program built
-//! with frame pointers gets the fastest walk, and one built without gets correct stacks at
-//! a few times its cost.
+//! `auto` is the table unwinder wherever there is one (Linux on x86_64 and aarch64). Checking
+//! a frame-pointer walk on some samples cannot vouch for the others: std keeps frame
+//! pointers, the program's own code usually does not, and a walk from std into such code
+//! skips frames on some paths and not others — seen on a thread's stack (`vec!` → … →
+//! `start_thread`, the program's frames gone) after every checked sample had agreed. Where
+//! there is no table unwinder, `auto` walks frame pointers (mandatory in Apple's ABI) but
+//! checks the walk against DWARF on the first [`VERIFY_FIRST`] samples and one in
+//! [`VERIFY_EVERY`] after, switching to DWARF for good at the first disagreement.
+//! `ALLOC_TRACKER_UNWIND=fp` asks for frame pointers anyway: about five times cheaper a
+//! sample than the tables, and right for a program built entirely with
+//! `-C force-frame-pointers=yes`.
 //!
-//! **By platform.** The table unwinder reads ELF `.eh_frame` (Linux x86_64 and aarch64);
-//! elsewhere its place is taken by DWARF. On macOS, whose ABI makes frame records
-//! mandatory, `auto` walks frame pointers, checked against DWARF; on Windows, whose x64
-//! code keeps no frame-pointer chain, `auto` (and `fp`) unwind through `backtrace`
+//! **By platform.** The table unwinder reads ELF `.eh_frame` (Linux on x86_64 and aarch64);
+//! elsewhere DWARF takes its place. On macOS, whose ABI makes frame records mandatory,
+//! `auto` walks frame pointers, checked against DWARF as above; on Windows, whose x64 code
+//! keeps no frame-pointer chain, `auto` and `fp` both unwind through `backtrace`
 //! (`RtlVirtualUnwind`). See `sys::FRAME_POINTER_WALK`.
 
 mod dwarf;
@@ -31,7 +36,8 @@ use crate::config::{Unwind, MAX_DEPTH};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-/// Samples checked against the table unwinder before `auto` trusts frame pointers.
+/// Samples checked against the reference before `auto` trusts frame pointers (where there
+/// is no table unwinder).
 pub const VERIFY_FIRST: u64 = 32;
 /// After that, one sample in this many is checked.
 pub const VERIFY_EVERY: u64 = 1024;
@@ -95,7 +101,8 @@ fn walk_table(out: &mut [usize]) -> usize {
 }
 
 fn capture_auto(out: &mut [usize]) -> usize {
-    if !crate::sys::FRAME_POINTER_WALK || AUTO_SWITCHED.load(Ordering::Relaxed) {
+    if table::SUPPORTED || !crate::sys::FRAME_POINTER_WALK || AUTO_SWITCHED.load(Ordering::Relaxed)
+    {
         return walk_table(out);
     }
     // Count globally only while verifying the first samples; after that each thread counts
@@ -169,7 +176,9 @@ pub(crate) fn unwinder_in_use() -> &'static str {
         Unwind::FramePointer => "dwarf",
         Unwind::Table => table,
         Unwind::Dwarf => "dwarf",
-        Unwind::Auto if walks && !AUTO_SWITCHED.load(Ordering::Relaxed) => "fp",
+        Unwind::Auto if walks && !table::SUPPORTED && !AUTO_SWITCHED.load(Ordering::Relaxed) => {
+            "fp"
+        }
         Unwind::Auto => table,
     }
 }

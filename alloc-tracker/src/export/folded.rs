@@ -1,5 +1,5 @@
 //! Folded stacks (`main;handler;leaky 4096` lines, the input of `flamegraph.pl`, inferno
-//! and speedscope), from which [`super::svg`] draws flamegraphs.
+//! and speedscope), from which the `svg` export (feature `svg`) draws flamegraphs.
 //!
 //! Each line is one stack, root first, with its **live bytes**: the flamegraph shows what
 //! holds memory now, wide where the most is held. Stacks start at their first frame outside

@@ -3,7 +3,7 @@
 
 use crate::origin::{classify, Origin};
 use crate::report::{AtPeak, Location, Report, Site};
-use crate::units::{grouped, human_bytes};
+use crate::units::{counted, grouped, human_bytes};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -29,7 +29,7 @@ impl Report {
                 }
                 None => writeln!(
                     out,
-                    "== Leak suspects: none (set ALLOC_TRACKER_INTERVAL for growth trends) =="
+                    "== Leak suspects: none (no checkpoint yet: a run under 100 ms, or ALLOC_TRACKER_INTERVAL=off) =="
                 ),
             };
             return;
@@ -120,13 +120,14 @@ impl Report {
             "live MiB"
         );
         let total = at_peak.live_bytes.max(1) as f64;
-        for (rank, site) in at_peak
-            .sites
-            .iter()
-            .filter(|site| site.live_bytes >= floor)
-            .take(PEAK_ROWS)
-            .enumerate()
-        {
+        let shown = at_peak.sites.iter().filter(|site| site.live_bytes >= floor);
+        if shown.clone().next().is_none() {
+            let _ = writeln!(
+                out,
+                "      (no sample fell in what was live then: its allocations were smaller than the sampling interval)"
+            );
+        }
+        for (rank, site) in shown.take(PEAK_ROWS).enumerate() {
             let _ = writeln!(
                 out,
                 "{:>4}  {:>10.3}  {:>5.1}%  {:>10.3}  {}",
@@ -167,34 +168,47 @@ impl Report {
         let t = &self.totals;
         let _ = writeln!(
             out,
-            "== alloc-tracker: {} live in {} allocations (peak {}) after {:.1} s ==",
+            "== alloc-tracker: {} live in {} (peak {}) after {:.1} s ==",
             human_bytes(t.live_bytes),
-            grouped(t.live_allocs),
+            counted(t.live_allocs, "allocation"),
             human_bytes(t.peak_live_bytes),
             self.uptime_ms as f64 / 1000.0
         );
         let _ = writeln!(
             out,
-            "allocated {} in {} allocations, {} freed; {}",
+            "allocated {} in {}, {} freed; {}",
             human_bytes(t.alloc_bytes),
-            grouped(t.allocs),
+            counted(t.allocs, "allocation"),
             grouped(t.frees),
             rate_line(self.sample_rate)
         );
         let gauge = |v: Option<u64>, f: &dyn Fn(u64) -> String| v.map(f).unwrap_or("n/a".into());
+        let limit = match (self.process.limit_bytes, &self.process.limit_source) {
+            (Some(limit), Some(source)) => format!(" of a {} limit ({source})", human_bytes(limit)),
+            (Some(limit), None) => format!(" of a {} limit", human_bytes(limit)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "process: {} threads, {} open fds, {} resident; tracker: {} ({} of it symbols) in {} stacks ({} unwinding{}){}",
-            gauge(self.process.threads, &|n| n.to_string()),
-            gauge(self.process.open_fds, &|n| n.to_string()),
+            "process: {}, {}, {} resident{limit}",
+            gauge(self.process.threads, &|n| counted(n, "thread")),
+            gauge(self.process.open_fds, &|n| counted(n, "open fd")),
             gauge(self.process.rss_bytes, &human_bytes),
+        );
+        let _ = writeln!(
+            out,
+            "tracker: {} ({} of it symbols) in {} ({} unwinding{}){}",
             human_bytes(self.tracker.bytes),
             human_bytes(self.tracker.symbol_bytes),
-            grouped(self.tracker.stacks),
-            if self.tracker.unwinder.is_empty() { "?" } else { &self.tracker.unwinder },
+            counted(self.tracker.stacks, "stack"),
+            if self.tracker.unwinder.is_empty() {
+                "?"
+            } else {
+                &self.tracker.unwinder
+            },
             match self.tracker.dwarf_fallbacks {
                 0 => String::new(),
-                n => format!(", {} stacks by DWARF", grouped(n)),
+                n => format!(", {} by DWARF", counted(n, "stack")),
             },
             match (self.tracker.dropped_samples, self.tracker.pooled_samples) {
                 (0, 0) => String::new(),
@@ -211,23 +225,11 @@ impl Report {
         if let Some(malloc) = &self.process.malloc {
             let _ = writeln!(
                 out,
-                "C allocator (mallinfo2): {} in use, {} free held in {} of arenas, {} mapped apart{}",
+                "C allocator (mallinfo2): {} in use, {} free held in {} of arenas, {} mapped apart",
                 human_bytes(malloc.in_use_bytes),
                 human_bytes(malloc.free_bytes),
                 human_bytes(malloc.arena_bytes),
                 human_bytes(malloc.mmap_bytes),
-                match self.process.limit_bytes {
-                    Some(limit) => format!(
-                        "; memory limit {}{}",
-                        human_bytes(limit),
-                        self.process
-                            .limit_source
-                            .as_deref()
-                            .map(|s| format!(" ({s})"))
-                            .unwrap_or_default()
-                    ),
-                    None => String::new(),
-                }
             );
         }
         let live: Vec<&Site> = self

@@ -30,6 +30,9 @@ pub(crate) fn stack_top() -> Option<usize> {
     (top != 0 && size != 0).then_some(top)
 }
 
+/// No coarse clock on the same base: the monotonic clock itself.
+pub(crate) use super::unix::monotonic_ns as coarse_monotonic_ns;
+
 /// Names the calling thread (macOS names only the calling thread).
 pub(crate) fn name_this_thread(name: &CStr) {
     // SAFETY: `name` is NUL-terminated and shorter than macOS's 64-byte limit.

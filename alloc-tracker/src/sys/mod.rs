@@ -13,6 +13,7 @@
 //! | [`on_thread_exit`] | one callback per process, called with a thread's value when it ends | `pthread_key_create` destructor | as Linux | `FlsAlloc` callback |
 //! | [`map_zeroed`], [`unmap`] | zeroed, page-aligned memory straight from the OS (not through the global allocator) | `mmap` anonymous | as Linux | `VirtualAlloc` |
 //! | [`monotonic_ns`] | a monotonic clock, no lock, no allocation | `clock_gettime(CLOCK_MONOTONIC)` | as Linux | `QueryPerformanceCounter` |
+//! | [`coarse_monotonic_ns`] | the same clock to within a few milliseconds, cheaper | `clock_gettime(CLOCK_MONOTONIC_COARSE)` | [`monotonic_ns`] | [`monotonic_ns`] |
 //! | [`write_stderr`] | all of the bytes to stderr, no lock, no allocation | `write(2)` | as Linux | `WriteFile` on the standard error handle |
 //! | [`getenv`] | an environment variable | `getenv(3)` (std's takes a lock a program thread may hold) | as Linux | `std::env::var_os` (takes no lock there) |
 //! | [`write_unnamed`] | a file with no name until complete, linked at a temporary name | `O_TMPFILE` + `linkat` | unsupported (the caller writes a named file) | unsupported |
@@ -59,9 +60,10 @@ compile_error!(
 #[cfg(unix)]
 pub(crate) use os::pipe_cloexec;
 pub(crate) use os::{
-    at_exit, at_fork, cgroup_files, gauges, getenv, malloc_figures, map_zeroed, monotonic_ns,
-    name_this_thread, on_thread_exit, physical_memory, pin_module_of, rss_bytes, spawn_detached,
-    stack_top, thread_id, unmap, write_stderr, write_unnamed, FRAME_POINTER_WALK, REPORT_SIGNALS,
+    at_exit, at_fork, cgroup_files, coarse_monotonic_ns, gauges, getenv, malloc_figures,
+    map_zeroed, monotonic_ns, name_this_thread, on_thread_exit, physical_memory, pin_module_of,
+    rss_bytes, spawn_detached, stack_top, thread_id, unmap, write_stderr, write_unnamed,
+    FRAME_POINTER_WALK, REPORT_SIGNALS,
 };
 #[cfg(feature = "http")]
 pub(crate) use os::{close_fd, listener_fd};

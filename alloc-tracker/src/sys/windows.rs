@@ -150,6 +150,9 @@ pub(crate) fn monotonic_ns() -> u64 {
     u64::try_from(ticks * 1_000_000_000 / u128::from(frequency)).unwrap_or(u64::MAX)
 }
 
+/// No coarse clock on the same base: the performance counter itself.
+pub(crate) use monotonic_ns as coarse_monotonic_ns;
+
 /// Writes all of `bytes` to the standard error handle, with no lock and no allocation;
 /// gives up silently on an error.
 pub(crate) fn write_stderr(mut bytes: &[u8]) {

@@ -11,20 +11,24 @@
 //!
 //! Each figure is the median of `--rounds` rounds, alternating unwinders, timed on the
 //! thread's CPU clock (time lost to other processes on a shared machine does not count).
-//! `fp` is right only in a build with frame pointers; elsewhere its stacks are short.
+//! `fp` is measured only in a build with frame pointers (`cfg(frame_pointers)`, see
+//! `build.rs`); elsewhere its stacks would be a frame or two.
 //!
 //! ```text
-//! unwind-timing [--iterations N] [--rounds R]
+//! unwind-timing [--iterations N] [--rounds R] [--json]
 //! ```
+//!
+//! `--json`: one line of JSON instead of the text (`bench-runner` reads it).
 
 use alloc_tracker::internals::{dwarf_stack, restart_countdown, table_stack};
 use alloc_tracker::{Tracker, Unwind};
 use alloc_tracker_benches::depth::nested;
+use alloc_tracker_benches::pairs::cpu_time;
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
-use std::time::Duration;
 
 static OFF: Tracker = Tracker::system().with_sample_rate(0);
+#[cfg(frame_pointers)]
 static EXACT_FP: Tracker = Tracker::system()
     .with_sample_rate(1)
     .with_unwind(Unwind::FramePointer);
@@ -39,18 +43,6 @@ const FRAMES: usize = 20;
 const DEPTH: usize = 25;
 /// Stack depth of the sampled events (frames above the allocation, as DWARF counts them).
 const EVENT_DEPTH: usize = 20;
-
-/// This thread's CPU time.
-fn cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid out-pointer.
-    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
-    assert!(ok, "no thread CPU clock");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
 
 /// A capture: frames written into the buffer.
 type Capture = fn(&mut [usize]) -> usize;
@@ -120,13 +112,15 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     let mut iterations: u32 = 200_000;
     let mut rounds = 5;
+    let mut json = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse().ok()).expect(&arg);
         match arg.as_str() {
             "--iterations" => iterations = value(),
             "--rounds" => rounds = value() as usize,
-            other => panic!("unknown argument {other:?} (--iterations N, --rounds R)"),
+            "--json" => json = true,
+            other => panic!("unknown argument {other:?} (--iterations N, --rounds R, --json)"),
         }
     }
     if std::env::var_os("ALLOC_TRACKER_REPORT").is_none() {
@@ -134,6 +128,7 @@ fn main() {
     }
     // The first capture in the process scans the loaded objects; a new thread then takes
     // a new slot, whose every rule is a miss.
+    let mut first = Vec::new();
     for what in ["in the process", "on a new thread (new slot)"] {
         let (took, len) = std::thread::spawn(|| {
             nested(DEPTH, &mut || {
@@ -145,18 +140,22 @@ fn main() {
         })
         .join()
         .expect("first capture");
-        println!(
-            "table, first capture {what}: {} ns ({len} frames)",
-            took.as_nanos()
-        );
+        first.push(took.as_nanos() as f64);
+        if !json {
+            println!(
+                "table, first capture {what}: {} ns ({len} frames)",
+                took.as_nanos()
+            );
+        }
     }
 
     let captures: [(&str, Capture, u32); 2] = [
         ("table", table, iterations),
         ("dwarf", |out| dwarf_stack(out), (iterations / 20).max(1)),
     ];
-    let events: [(&str, &'static Tracker, u32); 4] = [
+    let events: &[(&str, &'static Tracker, u32)] = &[
         ("off", &OFF, iterations * 5),
+        #[cfg(frame_pointers)]
         ("fp", &EXACT_FP, iterations),
         ("table", &EXACT_TABLE, iterations),
         ("dwarf", &EXACT_DWARF, (iterations / 10).max(1)),
@@ -174,6 +173,30 @@ fn main() {
             event_ns[i].push(time_pairs(tracker, n));
         }
     }
+    let off = median(event_ns[0].clone());
+    if json {
+        let mut out = serde_json::json!({
+            "frame_pointers": cfg!(frame_pointers),
+            "frames": FRAMES,
+            "event_depth": EVENT_DEPTH,
+            "rounds": rounds,
+            "first_capture_ns": first[0],
+            "first_capture_new_thread_ns": first[1],
+            "all_captures_full": all_full,
+        });
+        for (i, (name, _, _)) in captures.iter().enumerate() {
+            out[format!("capture/{name}")] = median(capture_ns[i].clone()).into();
+        }
+        for (i, (name, _, _)) in events.iter().enumerate() {
+            let pair = median(event_ns[i].clone());
+            out[format!("pair/{name}")] = pair.into();
+            if *name != "off" {
+                out[format!("event/{name}")] = (pair - off).into();
+            }
+        }
+        println!("{out}");
+        return;
+    }
     println!("capture of {FRAMES} frames from ~{DEPTH} deep, ns (median of {rounds} rounds):");
     for (i, (name, _, _)) in captures.iter().enumerate() {
         println!("  capture/{name:5} {:8.1}", median(capture_ns[i].clone()));
@@ -181,7 +204,6 @@ fn main() {
     if !all_full {
         println!("  (some captures were short or failed)");
     }
-    let off = median(event_ns[0].clone());
     println!("64 B pair at stack depth ~{EVENT_DEPTH}, ns (median of {rounds} rounds):");
     for (i, (name, _, _)) in events.iter().enumerate() {
         let pair = median(event_ns[i].clone());

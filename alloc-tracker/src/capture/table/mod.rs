@@ -27,6 +27,17 @@
 //! objects, about 250 bytes per executable segment (an older snapshot lives until every
 //! slot has moved on).
 //!
+//! **Why not framehop**, samply's unwinder, which does the same from the same tables: its
+//! unwinder and its rule cache are plain values that every unwind borrows (`&mut` cache,
+//! `add_module(&mut self)`), so inside an allocator they would need a lock shared by every
+//! sampling thread, or a cache per thread (cold for every new thread, and allocated in
+//! its TLS); it leaves finding the loaded objects, and noticing `dlopen`/`dlclose`, to its
+//! caller, which is most of [`modules`] and [`pool`] here anyway; and its own
+//! documentation calls in-process unwinding "currently unproven". What it does on top
+//! (compact unwind info, PE, instruction analysis for prologues and epilogues) buys
+//! nothing on a call to the allocator, which is never in a prologue. The rule
+//! derivation here is a few dozen lines over gimli, which `backtrace` already brings.
+//!
 //! On targets other than x86_64 and aarch64 Linux, [`capture`] always returns `None`.
 
 /// Items only for the supported targets: x86_64 and aarch64 Linux.
