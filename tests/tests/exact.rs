@@ -83,7 +83,15 @@ fn known_allocations_are_counted_exactly() {
     let boxes_site = site(&report, "// site: boxes");
     assert_eq!(boxes_site.figures.live_bytes, 0);
     assert_eq!(boxes_site.figures.alloc_bytes, 1_000_000);
-    assert!(boxes_site.figures.peak_live_bytes >= 1_000_000);
+    // A site's peak is capped at the process's, which is summed each time a thread's own
+    // live bytes grew by 64 KiB (`counters::PEAK_STEP`): it may miss up to that much of
+    // the growth since (on Windows, with a small heap before the boxes, it does).
+    assert!(
+        boxes_site.figures.peak_live_bytes >= 1_000_000 - (64 << 10),
+        "{:?} {:?}",
+        boxes_site.figures,
+        report.totals
+    );
 }
 
 #[inline(never)]
