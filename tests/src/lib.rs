@@ -146,9 +146,13 @@ impl Scenario {
         // the signal scenarios would test nothing. Children start with the default actions.
         // SAFETY: the closure runs between fork and exec and only calls `signal`, which is
         // async-signal-safe and touches no memory of the parent.
+        // The child leads a process group of its own, so that a timeout kills what it forked
+        // too: a hung grandchild would otherwise hold the pipes open, and the test would wait
+        // for them for ever instead of failing.
         #[cfg(unix)]
         unsafe {
             use std::os::unix::process::CommandExt;
+            command.process_group(0);
             command.pre_exec(|| {
                 for signal in [libc::SIGINT, libc::SIGTERM] {
                     libc::signal(signal, libc::SIG_DFL);
@@ -168,7 +172,7 @@ impl Scenario {
                 break status;
             }
             if started.elapsed() > self.timeout {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let _ = child.wait();
                 panic!(
                     "scenario {:?} hung for {:?} (killed); stderr so far: {}",
@@ -188,6 +192,17 @@ impl Scenario {
             elapsed: started.elapsed(),
         }
     }
+}
+
+/// Kills `child` and, on Unix, every process of its group (what it forked).
+fn kill_group(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: sends a signal to the group the child leads (`process_group(0)` above);
+        // no memory is involved.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
 }
 
 fn read_all(reader: &mut impl std::io::Read) -> Vec<u8> {

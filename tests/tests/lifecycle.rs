@@ -291,10 +291,16 @@ const FORKS: usize = 10;
 #[cfg(unix)]
 fn fork_while_threads_allocate() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The forks start once every worker runs: a fork while std itself starts a thread (its
+    // thread-info lock held) leaves that lock held in the child, whose `exit` then waits
+    // for it for ever — std's, not the tracker's (seen once on musl).
+    let running = std::sync::Arc::new(std::sync::Barrier::new(4));
     let workers: Vec<_> = (0..3)
         .map(|_| {
             let stop = stop.clone();
+            let running = running.clone();
             std::thread::spawn(move || {
+                running.wait();
                 let mut held = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     held.push(vec![1u8; 4096]);
@@ -305,6 +311,7 @@ fn fork_while_threads_allocate() {
             })
         })
         .collect();
+    running.wait();
     for _ in 0..FORKS {
         // SAFETY: the child only allocates (the tracker's fork handlers make that safe),
         // writes its report through the exit path, and exits.
