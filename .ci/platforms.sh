@@ -17,6 +17,7 @@
 #                                  without the `fork` checks: qemu-user 7.2 aborts in a fork
 #                                  child that starts a thread (any program, tracker or not)
 #      x86_64-pc-windows-gnu       under Wine 8 (with a stand-in bcryptprimitives.dll)
+#      x86_64-pc-windows-msvc      not run: no MSVC linker here, lints only
 #      *-apple-darwin              not run: no macOS linker or machine here, lints only
 #    Only the tests of what differs by platform run there (the rest is the same code on
 #    every target, and the native run covers it): the library's unit tests (the fp walk
@@ -39,7 +40,8 @@ for arg in "$@"; do
     esac
 done
 
-TARGETS="x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-gnu aarch64-unknown-linux-gnu x86_64-unknown-linux-musl"
+TARGETS="x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-gnu x86_64-pc-windows-msvc
+    aarch64-unknown-linux-gnu x86_64-unknown-linux-musl"
 stage() { echo "== platforms: $* ($(date +%T))" >&2; }
 
 # --- Toolchains -----------------------------------------------------------------------
@@ -107,7 +109,7 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=/usr/lib/wine/wine64
 # --- Lints: every target × feature set ---------------------------------------------------
 for target in $TARGETS; do
     exclude=(--exclude alloc-tracker-benches)
-    [ "$target" = x86_64-pc-windows-gnu ] && exclude+=(--exclude services)
+    case "$target" in *-windows-*) exclude+=(--exclude services) ;; esac
     stage "clippy $target"
     cargo clippy --quiet --workspace "${exclude[@]}" --all-targets --target "$target" -- -D warnings
     cargo clippy --quiet --workspace "${exclude[@]}" --all-targets --all-features --target "$target" -- -D warnings
