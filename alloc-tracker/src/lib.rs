@@ -90,6 +90,12 @@
 //! that end otherwise can call [`write_report`] first. `fork` children write their own
 //! report, with their pid in file names.
 //!
+//! **Platforms**: Linux (glibc, musl) and macOS as above. Windows has no POSIX signals and
+//! no `fork`, and its `std::process::exit` runs no exit hook: the report is written on
+//! return from `main` and after a panic that ends the program; call [`write_report`] before
+//! `std::process::exit` or from a Ctrl-C handler. Any other OS fails to build, naming
+//! what a port must provide.
+//!
 //! ## Safety of the host
 //!
 //! The allocation path never panics, never blocks on anything but the tracker's short
@@ -224,7 +230,8 @@ pub fn preload_symbol_tables() {
 
 /// The process gauges now — threads, open file descriptors, resident memory, the C
 /// allocator's figures, the memory limit — without the tracker's own threads and
-/// descriptors. Cheap next to [`report()`] (a few `/proc` reads, nothing symbolized).
+/// descriptors. Cheap next to [`report()`] (a few `/proc` reads on Linux, a few calls
+/// elsewhere; nothing symbolized). A gauge the platform does not tell is `None`.
 ///
 /// ```
 /// let gauges = alloc_tracker::gauges();
