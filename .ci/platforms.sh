@@ -20,15 +20,15 @@
 #      x86_64-pc-windows-msvc      not run: no MSVC linker here, lints only
 #      *-apple-darwin              not run: no macOS linker or machine here, lints only
 #    Only the tests of what differs by platform run there (the rest is the same code on
-#    every target, and the native run covers it): the library's unit tests (the fp walk
-#    against the unwinders, counters and their thread-exit callback, gauges, clocks, files),
-#    and tracker-tests' exact (the counters), sampled (sampling, stacks and their names in
-#    the report), lifecycle (every exit, signals, fork, config, 10,000 threads), stress
-#    (threads, cross-thread frees, fork, concurrent reports) and unwind (the table unwinder
-#    on aarch64; elsewhere the binary says it checks nothing). Left out under emulation:
-#    concurrent, stack_cap, soak, scope, trends, fuzz_report (load and the report model:
-#    no platform code), symbol_names (builds with cargo from inside the test), viewers and
-#    the CLI and demo suites (report formats and clients).
+#    every target, and the native run covers it): the library's unit tests (the table
+#    unwinder against DWARF, the fp walk, counters and their thread-exit callback, gauges,
+#    clocks, files), and tracker-tests' exact (the counters), sampled (sampling, stacks and
+#    their names in the report), lifecycle (every exit, signals, fork, config, 10,000
+#    threads), stress (threads, cross-thread frees, fork, concurrent reports) and unwind
+#    (the table unwinder on aarch64; elsewhere the binary says it checks nothing). Left out
+#    under emulation: concurrent, stack_cap, soak, scope, trends, fuzz_report (load and the
+#    report model: no platform code), symbol_names (builds with cargo from inside the
+#    test), viewers and the CLI and demo suites (report formats and clients).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
