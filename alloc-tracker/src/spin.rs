@@ -47,7 +47,9 @@ impl<T> SpinLock<T> {
         allow(dead_code)
     )]
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        self.try_lock_raw().then_some(SpinGuard { lock: self })
+        // `then`, not `then_some`: a guard made before the test would be dropped when the
+        // lock is taken, and its drop would release the holder's lock.
+        self.try_lock_raw().then(|| SpinGuard { lock: self })
     }
 
     /// Takes the lock without a guard if it is free; pair a `true` with
@@ -174,6 +176,12 @@ mod tests {
         let lock = SpinLock::new(1u8);
         let held = lock.lock();
         assert!(lock.try_lock().is_none());
+        // The failed attempt left the holder's lock alone.
+        assert!(
+            lock.try_lock().is_none(),
+            "a failed try_lock released the lock"
+        );
+        assert!(!lock.try_lock_raw());
         drop(held);
         assert_eq!(*lock.try_lock().expect("free again"), 1);
     }

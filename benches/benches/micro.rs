@@ -23,7 +23,6 @@
 //! override the configurations: run with no `ALLOC_TRACKER_*` set (`run.sh` unsets them).
 
 use alloc_tracker::internals as sampler;
-use alloc_tracker::{Tracker, Unwind};
 use alloc_tracker_benches::depth::nested;
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -31,26 +30,11 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-static OFF: Tracker = Tracker::system().with_sample_rate(0);
-static R512K: Tracker = Tracker::system().with_sample_rate(512 * 1024);
-static R64K: Tracker = Tracker::system().with_sample_rate(64 * 1024);
+use alloc_tracker_benches::trackers::{
+    DEFAULT as R512K, EXACT_DWARF, EXACT_TABLE, OFF, RATE_4K_DWARF as R4K_DWARF, RATE_64K as R64K,
+};
 #[cfg(frame_pointers)]
-static R4K_FP: Tracker = Tracker::system()
-    .with_sample_rate(4096)
-    .with_unwind(Unwind::FramePointer);
-static R4K_DWARF: Tracker = Tracker::system()
-    .with_sample_rate(4096)
-    .with_unwind(Unwind::Dwarf);
-#[cfg(frame_pointers)]
-static EXACT_FP: Tracker = Tracker::system()
-    .with_sample_rate(1)
-    .with_unwind(Unwind::FramePointer);
-static EXACT_TABLE: Tracker = Tracker::system()
-    .with_sample_rate(1)
-    .with_unwind(Unwind::Table);
-static EXACT_DWARF: Tracker = Tracker::system()
-    .with_sample_rate(1)
-    .with_unwind(Unwind::Dwarf);
+use alloc_tracker_benches::trackers::{EXACT_FP, RATE_4K_FP as R4K_FP};
 
 const SIZES: [usize; 6] = [16, 64, 256, 1024, 4096, 64 * 1024];
 

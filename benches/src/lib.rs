@@ -23,4 +23,5 @@ pub mod depth;
 pub mod jemalloc;
 pub mod pairs;
 pub mod stats;
+pub mod trackers;
 pub mod workload;

@@ -31,7 +31,8 @@ impl Mmap {
                 0,
             )
         };
-        (pointer != libc::MAP_FAILED).then_some(Mmap { pointer, len })
+        // `then`: an `Mmap` of a failed map must not exist, even briefly (its drop unmaps).
+        (pointer != libc::MAP_FAILED).then(|| Mmap { pointer, len })
     }
 
     /// The file's bytes.

@@ -10,7 +10,7 @@
 //! `default` (tracker at 512 KiB), `exact-fp` / `exact-table` / `exact-dwarf` (every pair
 //! sampled: capture, intern, record, remove). The tracker is called directly through `GlobalAlloc`.
 
-use alloc_tracker::{Tracker, Unwind};
+use alloc_tracker_benches::trackers::{DEFAULT, EXACT_DWARF, EXACT_FP, EXACT_TABLE, OFF};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -39,17 +39,6 @@ fn main() -> ExitCode {
         eprintln!("usage: fastpath system|off|default|exact-fp|exact-table|exact-dwarf PAIRS");
         return ExitCode::from(2);
     };
-    static OFF: Tracker = Tracker::system().with_sample_rate(0);
-    static DEFAULT: Tracker = Tracker::system();
-    static EXACT_FP: Tracker = Tracker::system()
-        .with_sample_rate(1)
-        .with_unwind(Unwind::FramePointer);
-    static EXACT_TABLE: Tracker = Tracker::system()
-        .with_sample_rate(1)
-        .with_unwind(Unwind::Table);
-    static EXACT_DWARF: Tracker = Tracker::system()
-        .with_sample_rate(1)
-        .with_unwind(Unwind::Dwarf);
     match config.as_str() {
         "system" => pairs(&System, n),
         "off" => pairs(&OFF, n),

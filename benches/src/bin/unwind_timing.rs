@@ -21,23 +21,15 @@
 //! `--json`: one line of JSON instead of the text (`bench-runner` reads it).
 
 use alloc_tracker::internals::{dwarf_stack, restart_countdown, table_stack};
-use alloc_tracker::{Tracker, Unwind};
+use alloc_tracker::Tracker;
 use alloc_tracker_benches::depth::nested;
 use alloc_tracker_benches::pairs::cpu_time;
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 
-static OFF: Tracker = Tracker::system().with_sample_rate(0);
 #[cfg(frame_pointers)]
-static EXACT_FP: Tracker = Tracker::system()
-    .with_sample_rate(1)
-    .with_unwind(Unwind::FramePointer);
-static EXACT_TABLE: Tracker = Tracker::system()
-    .with_sample_rate(1)
-    .with_unwind(Unwind::Table);
-static EXACT_DWARF: Tracker = Tracker::system()
-    .with_sample_rate(1)
-    .with_unwind(Unwind::Dwarf);
+use alloc_tracker_benches::trackers::EXACT_FP;
+use alloc_tracker_benches::trackers::{EXACT_DWARF, EXACT_TABLE, OFF};
 
 const FRAMES: usize = 20;
 const DEPTH: usize = 25;
