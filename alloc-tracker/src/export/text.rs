@@ -74,22 +74,17 @@ impl Report {
         if peaked.is_empty() {
             return;
         }
-        let _ = writeln!(
-            out,
-            "\nheld most at their peak, since freed:\n{:>4}  {:>10}  {:>6}  {:>10}  site",
-            "rank", "peak MiB", "% peak", "live MiB"
-        );
-        let total_peak = self.totals.peak_live_bytes.max(1) as f64;
+        let _ = writeln!(out, "\nheld most at their peak, since freed:");
+        write_peak_header(out);
         for (rank, site) in peaked.iter().enumerate() {
             let f = &site.figures;
-            let _ = writeln!(
+            write_peak_row(
                 out,
-                "{:>4}  {:>10.3}  {:>5.1}%  {:>10.3}  {}",
-                rank + 1,
-                f.peak_live_bytes as f64 / (1024.0 * 1024.0),
-                100.0 * f.peak_live_bytes as f64 / total_peak,
-                f.live_bytes as f64 / (1024.0 * 1024.0),
-                describe(&site.site)
+                rank,
+                f.peak_live_bytes,
+                self.totals.peak_live_bytes,
+                f.live_bytes,
+                &site.site,
             );
         }
     }
@@ -110,16 +105,12 @@ impl Report {
         let floor = (at_peak.live_bytes as f64 * PEAK_SHARE) as u64;
         let _ = writeln!(
             out,
-            "\nat the heap's peak, {} live after {:.1} s (now {}):\n{:>4}  {:>10}  {:>6}  {:>10}  site",
+            "\nat the heap's peak, {} live after {:.1} s (now {}):",
             human_bytes(at_peak.live_bytes),
             at_peak.uptime_ms as f64 / 1000.0,
             human_bytes(self.totals.live_bytes),
-            "rank",
-            "peak MiB",
-            "% peak",
-            "live MiB"
         );
-        let total = at_peak.live_bytes.max(1) as f64;
+        write_peak_header(out);
         let shown = at_peak.sites.iter().filter(|site| site.live_bytes >= floor);
         if shown.clone().next().is_none() {
             let _ = writeln!(
@@ -128,17 +119,48 @@ impl Report {
             );
         }
         for (rank, site) in shown.take(PEAK_ROWS).enumerate() {
-            let _ = writeln!(
+            let now = live_now.get(&site.site).copied().unwrap_or(0);
+            write_peak_row(
                 out,
-                "{:>4}  {:>10.3}  {:>5.1}%  {:>10.3}  {}",
-                rank + 1,
-                site.live_bytes as f64 / (1024.0 * 1024.0),
-                100.0 * site.live_bytes as f64 / total,
-                live_now.get(&site.site).copied().unwrap_or(0) as f64 / (1024.0 * 1024.0),
-                describe(&site.site)
+                rank,
+                site.live_bytes,
+                at_peak.live_bytes,
+                now,
+                &site.site,
             );
         }
     }
+}
+
+/// The column heads of a table of sites at the heap's peak.
+fn write_peak_header(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>10}  {:>6}  {:>10}  site",
+        "rank", "peak MiB", "% peak", "live MiB"
+    );
+}
+
+/// One row of a table of sites at the heap's peak: what `site` held then (`at_peak` bytes,
+/// as a share of the heap's `peak`) and holds now (`live`).
+fn write_peak_row(
+    out: &mut String,
+    rank: usize,
+    at_peak: u64,
+    peak: u64,
+    live: u64,
+    site: &Location,
+) {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>10.3}  {:>5.1}%  {:>10.3}  {}",
+        rank + 1,
+        at_peak as f64 / MIB,
+        100.0 * at_peak as f64 / peak.max(1) as f64,
+        live as f64 / MIB,
+        describe(site)
+    );
 }
 
 /// `function  file:line`, or just the function where debug info has no file.
