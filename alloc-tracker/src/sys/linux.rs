@@ -37,16 +37,8 @@ pub(crate) fn stack_top() -> Option<usize> {
 /// Nanoseconds on the monotonic clock to within a few milliseconds (`CLOCK_MONOTONIC_COARSE`,
 /// on the same base as [`monotonic_ns`]: a few nanoseconds to read instead of tens).
 pub(crate) fn coarse_monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on every
-    // Linux since 2.6.32.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+    // CLOCK_MONOTONIC_COARSE exists on every Linux since 2.6.32.
+    super::unix::clock_ns(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// Names the calling thread (at most 15 bytes are kept).
