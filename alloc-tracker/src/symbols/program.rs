@@ -253,10 +253,12 @@ fn panic_location_paths(module: &Module) -> BTreeSet<String> {
                 if !plausible {
                     continue;
                 }
-                let offset = rodata.file_offset + (pointer - rodata.start);
-                let Some(name) = usize::try_from(offset)
-                    .ok()
-                    .and_then(|offset| file.get(offset..offset + len as usize))
+                // Checked: the section header comes from a file that may be damaged.
+                let Some(name) = rodata
+                    .file_offset
+                    .checked_add(pointer - rodata.start)
+                    .and_then(|offset| usize::try_from(offset).ok())
+                    .and_then(|offset| file.get(offset..offset.checked_add(len as usize)?))
                 else {
                     continue;
                 };
