@@ -333,7 +333,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracker<A> {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let shard = counters::this_thread();
-        if !shard.sampler.running() || filter::may_be_sampled(ptr) {
+        if shard.may_hold_sample(ptr) {
             // SAFETY: forwarded from the caller.
             return unsafe { self.dealloc_slow(ptr, layout) };
         }
@@ -346,7 +346,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracker<A> {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let shard = counters::this_thread();
-        if !shard.sampler.running() || filter::may_be_sampled(ptr) {
+        if shard.may_hold_sample(ptr) {
             // SAFETY: forwarded from the caller.
             return unsafe { self.realloc_slow(ptr, layout, new_size) };
         }

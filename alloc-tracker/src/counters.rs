@@ -21,6 +21,7 @@
 //! with sampling off. So the peak is exact in exact mode, and otherwise may miss up to
 //! about one sampling interval (512 KiB by default) of growth per allocating thread.
 
+use crate::filter;
 use crate::report::Stats;
 use crate::sampler::ThreadSampler;
 use std::cell::Cell;
@@ -46,6 +47,10 @@ pub(crate) struct Shard {
     freed_bytes: AtomicU64,
     /// The owner's sampling countdown: the fast path's one test (see `sampler`).
     pub(crate) sampler: ThreadSampler,
+    /// The free filter's table (see `filter`): a copy of the one in force, kept here so that
+    /// a free reads it from the line it writes anyway; for the stand-in of threads off the
+    /// fast path, a table that proves nothing, so that their every free takes the slow path.
+    filter: AtomicPtr<u8>,
     /// The owner's own live bytes when it last raised the peak (see [`note_peak`]).
     peak_noted: AtomicI64,
     /// Whether a thread owns it (for a fork child, to take back its parent's threads').
@@ -55,13 +60,15 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    const fn new() -> Self {
+    /// A shard whose free filter is `filter` (set again when a thread claims it).
+    const fn new(filter: filter::Tagged) -> Self {
         Self {
             allocs: AtomicU64::new(0),
             alloc_bytes: AtomicU64::new(0),
             frees: AtomicU64::new(0),
             freed_bytes: AtomicU64::new(0),
             sampler: ThreadSampler::new(),
+            filter: AtomicPtr::new(filter),
             peak_noted: AtomicI64::new(0),
             owned: AtomicBool::new(false),
             next_free: AtomicU32::new(0),
@@ -73,6 +80,13 @@ impl Shard {
     pub(crate) fn count_alloc(&self, size: usize) {
         bump(&self.allocs, 1);
         bump(&self.alloc_bytes, size as u64);
+    }
+
+    /// `false` proves that no sample is held at `ptr` (see `filter`): the owner may free it on
+    /// the fast path. Always `true` for the stand-in of threads off the fast path.
+    #[inline(always)]
+    pub(crate) fn may_hold_sample(&self, ptr: *const u8) -> bool {
+        filter::may_hold(self.filter.load(Ordering::Relaxed), ptr)
     }
 
     /// Counts a free of `size` bytes (the owner only).
@@ -106,7 +120,8 @@ impl Shard {
 
 type Chunk = [Shard; CHUNK];
 
-static SHARD_TABLE: [Shard; STATIC_SHARDS] = [const { Shard::new() }; STATIC_SHARDS];
+static SHARD_TABLE: [Shard; STATIC_SHARDS] =
+    [const { Shard::new(filter::proves_nothing()) }; STATIC_SHARDS];
 static CHUNKS: [AtomicPtr<Chunk>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
 /// One past the highest shard ever handed out: sums go no further.
@@ -142,13 +157,15 @@ fn shards_in_use() -> impl Iterator<Item = &'static Shard> {
 
 /// The stand-in shard of every thread off the fast path: one with no shard of its own yet
 /// (or any more, in TLS destructors), or running tracker code. Its countdown never runs
-/// (see [`ThreadSampler::hold_off`]), so such a thread's every allocation and free takes
-/// the slow path, which counts it where it belongs; its counters are never written.
-static OFF_FAST_PATH: Shard = Shard::new();
+/// (see [`ThreadSampler::hold_off`]) and its free filter proves nothing, so such a thread's
+/// every allocation and free takes the slow path, which counts it where it belongs; its
+/// counters are never written.
+static OFF_FAST_PATH: Shard = Shard::new(filter::proves_nothing());
 
 thread_local! {
     /// The shard this thread counts in with plain loads and stores: its own, or
-    /// [`OFF_FAST_PATH`]. One load of it and one test of its countdown decide the fast path.
+    /// [`OFF_FAST_PATH`]. One load of it, then one test of its countdown (allocations) or of
+    /// its filter (frees), decide the fast path.
     static FAST_SHARD: Cell<*const Shard> = const { Cell::new(&OFF_FAST_PATH) };
     static CLAIM: Cell<usize> = const { Cell::new(UNCLAIMED) };
 }
@@ -248,7 +265,11 @@ fn claim_if_new() -> bool {
     match claim_shard() {
         Some(index) => {
             CLAIM.with(|c| c.set(index));
-            FAST_SHARD.with(|s| s.set(shard(index).unwrap_or(&OFF_FAST_PATH)));
+            let claimed = shard(index).unwrap_or(&OFF_FAST_PATH);
+            if !claimed.is_off_fast_path() {
+                copy_filter_in_force(claimed);
+            }
+            FAST_SHARD.with(|s| s.set(claimed));
             true
         }
         None => {
@@ -269,6 +290,31 @@ pub(crate) fn suspend_fast_path() -> *const Shard {
 #[inline]
 pub(crate) fn resume_fast_path(saved: *const Shard) {
     FAST_SHARD.with(|s| s.set(saved));
+}
+
+/// Sets a claimed shard's copy of the free filter to the table in force, and again if the
+/// table grew meanwhile: a growth sets every shard's copy (see [`follow_filter`]), but may
+/// have passed this one before the copy below. Every access is sequentially consistent, so
+/// a growth that published its table before this copy is seen by the second read.
+fn copy_filter_in_force(shard: &Shard) {
+    loop {
+        let table = filter::in_force();
+        shard.filter.store(table, Ordering::SeqCst);
+        if filter::in_force() == table {
+            return;
+        }
+    }
+}
+
+/// After the filter grew (`samples` holds every sample lock): every shard handed out so far
+/// copies the new table, before any sample is added to it. A thread freeing a sampled
+/// block learned of the block after its sample was added, hence after this copy (the
+/// sample locks order them), so it reads the new table or a newer one.
+pub(crate) fn follow_filter() {
+    let table = filter::in_force();
+    for shard in shards_in_use().skip(1) {
+        shard.filter.store(table, Ordering::SeqCst);
+    }
 }
 
 /// Claims a free shard for this thread and arranges for its return at thread exit.

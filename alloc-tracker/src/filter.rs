@@ -11,8 +11,10 @@
 //! sample (at most one free in 32 of unsampled blocks then finds its counter non-zero), from
 //! 64 Ki buckets (64 KiB, static) up. When the live samples outgrow it, the sample table
 //! (`samples`), holding every one of its shard locks, has [`grow`] count them into a table
-//! four times larger and publishes it; frees still reading the old one meanwhile get right
-//! answers (nothing changes while every lock is held). It never shrinks, and old tables are
+//! four times larger and publishes it, then sets every counter shard's copy of it (each
+//! thread's free reads the table from its own shard, a cache line it touches anyway: see
+//! `counters::follow_filter`); frees still reading the old one meanwhile get right answers
+//! (nothing changes while every lock is held). It never shrinks, and old tables are
 //! never freed (a free may still be reading one): they add up to a third of the current
 //! one. The counters change only under the lock of the pointer's sample shard (`samples`),
 //! with atomic read-modify-writes since other shards change other counters at once.
@@ -27,52 +29,91 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 pub(crate) const BUCKETS_PER_SAMPLE: usize = 32;
 const FIRST_BITS: u32 = 16;
 const STUCK: u8 = u8::MAX;
-/// The low bits of [`CURRENT`] hold the table's size as a bit count; tables are aligned to
-/// at least 64 bytes so that these bits are free.
-const BITS_MASK: usize = 63;
+/// The low bits of a [`Tagged`] table hold its hash shift; tables are aligned to at least
+/// 64 bytes so that these bits are free.
+const SHIFT_MASK: usize = 63;
 
-/// The first table, static (aligned so that [`CURRENT`] can carry its size in the low bits).
+/// A table with its hash shift (`64 − log2 of its buckets`) added in the low bits: one
+/// word, so that a reader always gets a size that matches the table. Each counter shard
+/// keeps a copy of the table in force (see `counters`), so that a free reads it from a
+/// cache line it touches anyway.
+pub(crate) type Tagged = *mut u8;
+
+/// The first table, static (aligned so that [`CURRENT`] can carry its shift in the low
+/// bits).
 #[repr(align(64))]
-#[allow(dead_code, reason = "its counters are read through CURRENT's pointer")]
-struct FirstTable([AtomicU8; 1 << FIRST_BITS]);
-static FIRST: FirstTable = FirstTable([const { AtomicU8::new(0) }; 1 << FIRST_BITS]);
+#[allow(dead_code, reason = "its counters are read through tagged pointers")]
+struct Table<const N: usize>([AtomicU8; N]);
+static FIRST: Table<{ 1 << FIRST_BITS }> = Table([const { AtomicU8::new(0) }; 1 << FIRST_BITS]);
+/// Two counters stuck at "may be sampled", never written: the table of threads off the
+/// fast path, whose every free must take the slow path.
+static ALL_STUCK: Table<2> = Table([const { AtomicU8::new(STUCK) }; 2]);
 
-/// The table in force: its address, with its size (log2 of its buckets) added in the low
-/// bits (one load reads both, so they always match).
-static CURRENT: AtomicPtr<u8> =
-    AtomicPtr::new((&FIRST as *const FirstTable as *mut u8).wrapping_add(FIRST_BITS as usize));
+/// The table in force.
+static CURRENT: AtomicPtr<u8> = AtomicPtr::new(
+    (&FIRST as *const Table<{ 1 << FIRST_BITS }> as *mut u8).wrapping_add(64 - FIRST_BITS as usize),
+);
+
+/// The table in force, tagged. Read with the strongest ordering: a counter shard that
+/// copies it (`counters::follow_filter`) re-reads it to catch a growth in between.
+pub(crate) fn in_force() -> Tagged {
+    CURRENT.load(Ordering::SeqCst)
+}
+
+/// A table that proves nothing (every pointer "may be sampled"): for the stand-in shard of
+/// threads off the fast path.
+pub(crate) const fn proves_nothing() -> Tagged {
+    (&ALL_STUCK as *const Table<2> as *mut u8).wrapping_add(63)
+}
 
 /// The table in force, as (first counter, log2 of its size).
-#[inline(always)]
 fn current() -> (*const AtomicU8, u32) {
-    let tagged = CURRENT.load(Ordering::Acquire);
-    let bits = tagged as usize & BITS_MASK;
+    let (base, shift) = untag(in_force());
+    (base, 64 - shift)
+}
+
+/// A tagged table as (first counter, hash shift).
+#[inline(always)]
+fn untag(tagged: Tagged) -> (*const AtomicU8, u32) {
+    let shift = tagged as usize & SHIFT_MASK;
     (
-        tagged.wrapping_sub(bits).cast::<AtomicU8>().cast_const(),
-        bits as u32,
+        tagged.wrapping_sub(shift).cast::<AtomicU8>().cast_const(),
+        shift as u32,
     )
 }
 
-/// The buckets of the table in force.
-pub(crate) fn buckets() -> usize {
+/// The buckets of the free filter's table in force (it grows with the live samples).
+pub fn buckets() -> usize {
     1 << current().1
+}
+
+/// The counter of `ptr` in a table of `1 << (64 - shift)` counters at `base`.
+#[inline(always)]
+fn bucket_at_shift(base: *const AtomicU8, shift: u32, ptr: *const u8) -> &'static AtomicU8 {
+    // Multiplicative hashing: the high bits of the product.
+    let index = (ptr as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift;
+    // SAFETY: `base` is the first of `1 << (64 - shift)` counters of a table that is never
+    // freed, and `index` has `64 - shift` bits.
+    unsafe { &*base.add(index as usize) }
 }
 
 /// The counter of `ptr` in a table of `1 << bits` counters at `base`.
 #[inline(always)]
 fn bucket(base: *const AtomicU8, bits: u32, ptr: *const u8) -> &'static AtomicU8 {
-    // Multiplicative hashing: the high bits of the product.
-    let index = (ptr as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits);
-    // SAFETY: `base` is the first of `1 << bits` counters of a table that is never freed,
-    // and `index < 1 << bits`.
-    unsafe { &*base.add(index as usize) }
+    bucket_at_shift(base, 64 - bits, ptr)
+}
+
+/// `false` proves `ptr` holds no sample, by the table `tagged` (the table in force, or one
+/// in force a moment ago: see `counters::follow_filter`); `true` means it may.
+#[inline(always)]
+pub(crate) fn may_hold(tagged: Tagged, ptr: *const u8) -> bool {
+    let (base, shift) = untag(tagged);
+    bucket_at_shift(base, shift, ptr).load(Ordering::Relaxed) != 0
 }
 
 /// `false` proves `ptr` holds no sample; `true` means it may.
-#[inline(always)]
 pub(crate) fn may_be_sampled(ptr: *const u8) -> bool {
-    let (base, bits) = current();
-    bucket(base, bits, ptr).load(Ordering::Relaxed) != 0
+    may_hold(in_force(), ptr)
 }
 
 /// Notes a sample at `ptr`. The caller holds the lock of `ptr`'s sample shard, before the
@@ -118,8 +159,10 @@ pub(crate) fn grow(live: usize, pointers: impl Iterator<Item = usize>) -> Option
         }
     }
     CURRENT.store(
-        base.cast::<u8>().cast_mut().wrapping_add(bits as usize),
-        Ordering::Release,
+        base.cast::<u8>()
+            .cast_mut()
+            .wrapping_add(64 - bits as usize),
+        Ordering::SeqCst,
     );
     Some(bytes)
 }

@@ -159,6 +159,7 @@ pub use crate::trend::MIN_SUSPECT_BYTES;
 pub mod internals {
     pub use crate::capture::internals::{dwarf_stack, table_scans, table_stack};
     pub use crate::counters::restart_countdown;
+    pub use crate::filter::buckets as filter_buckets;
     pub use crate::sampler::sample_probability;
 }
 

@@ -139,6 +139,8 @@ fn grow_filter() {
             .flat_map(|s| s.samples.iter().map(|(p, _)| *p));
         if let Some(bytes) = filter::grow(live, pointers) {
             crate::tracker_memory::on_alloc(bytes);
+            // Before any sample goes into the new table (the locks are still held).
+            crate::counters::follow_filter();
         }
     }
     drop(shards);

@@ -2,6 +2,7 @@
 
 use alloc_tracker::{Report, Site, Tracker};
 use std::hint::black_box;
+use std::sync::mpsc;
 use tracker_tests::{marker_line, run_checks};
 
 #[global_allocator]
@@ -156,6 +157,59 @@ fn site_sums_equal_totals() {
     drop(keep);
 }
 
+/// `n` separate 8-byte blocks, each its own allocation.
+#[allow(clippy::vec_box)]
+#[inline(never)]
+fn small_boxes(n: usize) -> Vec<Box<u64>> {
+    let mut boxes = Vec::with_capacity(n);
+    for i in 0..n {
+        boxes.push(Box::new(i as u64)); // site: small-boxes
+    }
+    boxes
+}
+
+/// The free filter grows four times while samples pile up (every allocation is one here),
+/// and each thread's free reads its own shard's copy of the table. Threads that start while
+/// it grows free blocks sampled into the new table: a thread left with the old table would
+/// miss their samples, and the site would keep blocks that are gone.
+fn frees_stay_exact_while_the_filter_grows() {
+    const BATCHES: usize = 200;
+    const BATCH: usize = 2_000;
+    let (batches, to_free) = mpsc::channel::<Vec<Box<u64>>>();
+    // Each batch is freed by a thread of its own, started while the main thread goes on
+    // sampling (and growing the filter).
+    let freer = std::thread::spawn(move || {
+        for batch in to_free {
+            std::thread::spawn(move || drop(black_box(batch)))
+                .join()
+                .expect("freeing thread");
+        }
+    });
+    let mut kept = Vec::with_capacity(BATCHES);
+    for _ in 0..BATCHES {
+        batches.send(small_boxes(BATCH)).expect("freer alive");
+        kept.push(small_boxes(BATCH));
+    }
+    drop(batches);
+    freer.join().expect("freer");
+    assert!(
+        alloc_tracker::internals::filter_buckets() >= 1 << 22,
+        "the filter grew from 64 Ki buckets to at least 4 Mi for {} live samples",
+        BATCHES * BATCH
+    );
+    let report = alloc_tracker::report();
+    let boxes = site(&report, "small-boxes");
+    assert_eq!(boxes.figures.live_allocs, (BATCHES * BATCH) as u64);
+    assert_eq!(boxes.figures.live_bytes, (BATCHES * BATCH * 8) as u64);
+    drop(black_box(kept));
+    let report = alloc_tracker::report();
+    let sum: u64 = report.sites.iter().map(|s| s.figures.live_bytes).sum();
+    assert_eq!(
+        sum, report.totals.live_bytes,
+        "no sample outlived its block"
+    );
+}
+
 /// Naming frames loads the debug info of the binary and libc (tens of MiB); a report frees
 /// it once built and keeps only the names, so a program that reports periodically does not
 /// carry it. Reports over stacks already named take their names from the cache. (Each
@@ -236,6 +290,10 @@ fn main() {
             ),
             ("peak_is_seen", peak_is_seen),
             ("site_sums_equal_totals", site_sums_equal_totals),
+            (
+                "frees_stay_exact_while_the_filter_grows",
+                frees_stay_exact_while_the_filter_grows,
+            ),
             (
                 "debug_info_is_freed_after_each_report",
                 debug_info_is_freed_after_each_report,
