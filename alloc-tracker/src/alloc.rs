@@ -276,8 +276,9 @@ fn watch_the_heap(shard: &counters::Shard) {
 /// Captures the stack and records a sample of the block at `ptr`. Runs as tracker code.
 fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind, scope: u64) {
     capture::note_unwinder_in_use(unwind);
-    let frames = capture::capture(unwind, config::depth());
-    let stack = stacks::record_alloc(frames.as_slice(), size, weight, config::max_stacks());
+    let mut buffer = capture::Buffer::new();
+    let frames = capture::capture(unwind, config::depth(), &mut buffer);
+    let stack = stacks::record_alloc(frames, size, weight, config::max_stacks());
     let sample = Sample {
         size,
         weight,

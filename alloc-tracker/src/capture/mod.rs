@@ -34,6 +34,7 @@ mod table;
 
 use crate::config::{Unwind, MAX_DEPTH};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// Samples checked against the reference before `auto` trusts frame pointers (where there
@@ -54,36 +55,36 @@ static AUTO_CHECKED: AtomicU64 = AtomicU64::new(0);
 /// Stacks the table unwinder could not unwind exactly, captured by DWARF instead.
 static DWARF_FALLBACKS: AtomicU64 = AtomicU64::new(0);
 
-/// A captured stack, innermost frame first.
-pub(crate) struct Frames {
-    addresses: [usize; BUFFER],
-    len: usize,
-}
+/// Room for one captured stack, filled by [`capture`]. Made uninitialised, so that a
+/// sample pays only for the words its capture may write (zeroed, then overwritten).
+pub(crate) struct Buffer([MaybeUninit<usize>; BUFFER]);
 
-impl Frames {
-    /// The captured return addresses.
-    pub(crate) fn as_slice(&self) -> &[usize] {
-        &self.addresses[..self.len]
+impl Buffer {
+    /// An empty buffer (nothing written: no cost).
+    pub(crate) fn new() -> Self {
+        Self([MaybeUninit::uninit(); BUFFER])
     }
 }
 
-/// Captures the current stack: at most `depth` frames of the program (plus the tracker's).
-/// Runs as tracker code.
+/// Captures the current stack into `buffer`: at most `depth` frames of the program (plus
+/// the tracker's), innermost first. Runs as tracker code.
 #[inline(never)]
-pub(crate) fn capture(unwind: Unwind, depth: usize) -> Frames {
+pub(crate) fn capture(unwind: Unwind, depth: usize, buffer: &mut Buffer) -> &[usize] {
     let limit = depth.min(MAX_DEPTH) + TRACKER_FRAMES;
-    let mut frames = Frames {
-        addresses: [0; BUFFER],
-        len: 0,
-    };
-    let out = &mut frames.addresses[..limit];
-    frames.len = match unwind {
+    let out = &mut buffer.0[..limit];
+    for word in out.iter_mut() {
+        word.write(0);
+    }
+    // SAFETY: every element of `out` was written just above, and `MaybeUninit<usize>` has
+    // the layout of `usize`.
+    let out = unsafe { &mut *(std::ptr::from_mut(out) as *mut [usize]) };
+    let len = match unwind {
         Unwind::FramePointer => fp::walk(out, stack_top()).unwrap_or_else(|| dwarf::walk(out)),
         Unwind::Table => walk_table(out),
         Unwind::Dwarf => dwarf::walk(out),
         Unwind::Auto => capture_auto(out),
     };
-    frames
+    &out[..len]
 }
 
 /// The table unwinder, or DWARF for a stack it cannot unwind exactly (counted); DWARF

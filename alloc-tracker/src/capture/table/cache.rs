@@ -25,7 +25,8 @@ const EMPTY: Entry = Entry {
 
 /// A fixed-size cache of rules by address.
 pub(super) struct RuleCache {
-    sets: Box<[[Entry; 2]]>,
+    /// A fixed-size array, so that a masked index needs no bounds check.
+    sets: Box<[[Entry; 2]; SETS]>,
 }
 
 impl RuleCache {
@@ -33,26 +34,28 @@ impl RuleCache {
     #[cfg(test)]
     pub(super) const BYTES: usize = SETS * 2 * std::mem::size_of::<Entry>();
 
-    /// An empty cache (allocates its 64 KiB straight on the heap).
-    pub(super) fn new() -> Self {
-        Self {
-            sets: vec![[EMPTY; 2]; SETS].into_boxed_slice(),
-        }
+    /// An empty cache (allocates its 64 KiB straight on the heap, never on the stack).
+    /// Always `Some`: the slice made has `SETS` sets.
+    pub(super) fn new() -> Option<Self> {
+        let sets: Box<[[Entry; 2]]> = vec![[EMPTY; 2]; SETS].into_boxed_slice();
+        Some(Self {
+            sets: sets.try_into().ok()?,
+        })
     }
 
-    #[inline]
+    #[inline(always)]
     fn set(&self, key: u64) -> usize {
         (key ^ key >> SET_BITS) as usize & (SETS - 1)
     }
 
     /// The rule cached for `key`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn get(&self, key: u64) -> Option<Rule> {
-        let set = &self.sets[self.set(key)];
-        if set[0].key == key {
-            Some(set[0].rule)
-        } else if set[1].key == key {
-            Some(set[1].rule)
+        let [first, second] = &self.sets[self.set(key)];
+        if first.key == key {
+            Some(first.rule)
+        } else if second.key == key {
+            Some(second.rule)
         } else {
             None
         }
@@ -91,7 +94,7 @@ mod tests {
 
     #[test]
     fn keeps_the_two_latest_of_a_set() {
-        let mut cache = RuleCache::new();
+        let mut cache = RuleCache::new().unwrap();
         let rule = Rule::UNKNOWN;
         // Three keys of one set.
         let first = 0x5555_0001_u64;

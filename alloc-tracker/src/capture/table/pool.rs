@@ -70,14 +70,11 @@ pub(super) fn unwind(start: &Start, stack_top: usize, out: &mut [usize]) -> Opti
         Some(slot) => slot,
         empty => empty.insert(Slot {
             modules: current(modules::loader_counters()?)?,
-            cache: RuleCache::new(),
+            cache: RuleCache::new()?,
             context: rules::new_context(),
         }),
     };
-    let stack = Stack {
-        low: start.sp,
-        high: stack_top as u64,
-    };
+    let stack = Stack::new(start.sp, stack_top as u64)?;
     let mut checked = false;
     for _ in 0..=MAX_RESTARTS {
         match slot.walk(start, &stack, out, &mut checked) {
@@ -207,7 +204,7 @@ impl Slot {
     /// wrote, or why it stopped short (a frame without an exact rule, a read outside
     /// `stack`, a stale snapshot). A rule that may have gone stale (see
     /// [`rules::Rule::may_go_stale`]), and every new rule, is used only after checking the
-    /// snapshot.
+    /// snapshot ([`Slot::resolve`], out of line: the loop itself is the warm path).
     fn walk(
         &mut self,
         start: &Start,
@@ -217,7 +214,9 @@ impl Slot {
     ) -> Result<usize, Stop> {
         let mask = self.modules.address_mask;
         let mut sp = start.sp;
-        let mut fp = Some(start.fp);
+        // The frame pointer, meaningful only while `fp_known`.
+        let mut fp = start.fp;
+        let mut fp_known = true;
         let mut lr = start.link_register();
         // The first frame is looked up at its PC; the others at their return address minus
         // one, which lies inside the call instruction.
@@ -225,20 +224,8 @@ impl Slot {
         let mut len = 0;
         while len < out.len() {
             let rule = match self.cache.get(lookup) {
-                Some(rule) => {
-                    if rule.may_go_stale() {
-                        self.check_current(checked)?;
-                    }
-                    rule
-                }
-                None => {
-                    self.check_current(checked)?;
-                    let rule = self.modules.find(lookup).map_or(rules::Rule::UNKNOWN, |code| {
-                        rules::rule_for(code, lookup, &mut self.context)
-                    });
-                    self.cache.insert(lookup, rule);
-                    rule
-                }
+                Some(rule) if !rule.may_go_stale() => rule,
+                cached => self.resolve(lookup, cached, checked)?,
             };
             if !rule.is_frame() {
                 if rule.is_end() {
@@ -250,27 +237,34 @@ impl Slot {
                 }
                 return Err(Stop::Failed);
             }
-            let base = if rule.cfa_from_fp() {
-                fp.ok_or(Stop::Failed)?
-            } else {
+            let base = if !rule.cfa_from_fp() {
                 sp
+            } else if fp_known {
+                fp
+            } else {
+                return Err(Stop::Failed);
             };
             let cfa = base.wrapping_add(rule.cfa_offset());
             // The caller's frame lies above this one, inside the stack.
             if cfa <= sp || cfa > stack.high {
                 return Err(Stop::Failed);
             }
-            let at = |offset: i64| stack.read(cfa.wrapping_add_signed(offset)).ok_or(Stop::Failed);
             let ra = match rule.ra_offset() {
                 // Only the first frame's link register is known.
                 0 => lr.ok_or(Stop::Failed)?,
-                offset => at(offset)?,
+                offset => stack
+                    .read(cfa.wrapping_add_signed(offset))
+                    .ok_or(Stop::Failed)?,
             };
-            fp = match rule.fp_offset() {
-                0 if rule.fp_undefined() => None,
-                0 => fp,
-                offset => Some(at(offset)?),
-            };
+            match rule.fp_offset() {
+                0 => fp_known &= !rule.fp_undefined(),
+                offset => {
+                    fp = stack
+                        .read(cfa.wrapping_add_signed(offset))
+                        .ok_or(Stop::Failed)?;
+                    fp_known = true;
+                }
+            }
             lr = None;
             sp = cfa;
             let ra = ra & mask;
@@ -282,6 +276,31 @@ impl Slot {
             lookup = ra - 1;
         }
         Ok(len)
+    }
+
+    /// The rule for `lookup` when the cache has none (`cached` is `None`), or has one that
+    /// may have gone stale: checks the snapshot first, then derives and caches a missing
+    /// rule.
+    #[cold]
+    #[inline(never)]
+    fn resolve(
+        &mut self,
+        lookup: u64,
+        cached: Option<rules::Rule>,
+        checked: &mut bool,
+    ) -> Result<rules::Rule, Stop> {
+        self.check_current(checked)?;
+        if let Some(rule) = cached {
+            return Ok(rule);
+        }
+        let rule = self
+            .modules
+            .find(lookup)
+            .map_or(rules::Rule::UNKNOWN, |code| {
+                rules::rule_for(code, lookup, &mut self.context)
+            });
+        self.cache.insert(lookup, rule);
+        Ok(rule)
     }
 }
 

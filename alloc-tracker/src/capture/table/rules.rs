@@ -56,19 +56,14 @@ mod registers {
     pub(super) const LINK_REGISTER: bool = true;
 }
 
-/// A frame's rule. Offsets of saved registers are in 8-byte words from the CFA.
+/// A frame's rule, packed into one word so that a cache hit is one load and each field a
+/// shift: from the low bits, the flags ([`FRAME`], [`END`], [`CFA_FROM_FP`],
+/// [`FP_UNDEFINED`], [`MAY_UNLOAD`], [`NO_CFI`]; 8 bits); where the caller's frame pointer
+/// is saved, in 8-byte words from the CFA, 0 for not saved (`i8`); where the return address
+/// is saved, in words from the CFA, 0 for in the link register (`i16`); and the CFA's
+/// offset from its base register, in bytes (`i32`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
-pub(super) struct Rule {
-    /// The CFA's offset from its base register, in bytes.
-    cfa_offset: i32,
-    /// Where the return address is saved, in words from the CFA; 0: in the link register.
-    ra_words: i16,
-    /// Where the caller's frame pointer is saved, in words from the CFA; 0: not saved.
-    fp_words: i8,
-    /// [`FRAME`], [`END`], [`CFA_FROM_FP`], [`FP_UNDEFINED`], [`MAY_UNLOAD`], [`NO_CFI`].
-    flags: u8,
-}
+pub(super) struct Rule(u64);
 
 /// A rule to apply (without it and [`END`]: unknown).
 const FRAME: u8 = 1;
@@ -86,91 +81,102 @@ const NO_CFI: u8 = 32;
 
 impl Rule {
     /// No exact rule.
-    pub(super) const UNKNOWN: Rule = Rule {
-        cfa_offset: 0,
-        ra_words: 0,
-        fp_words: 0,
-        flags: 0,
-    };
+    pub(super) const UNKNOWN: Rule = Rule::pack(0, 0, 0, 0);
 
     /// The outermost frame.
-    pub(super) const END: Rule = Rule {
-        flags: END,
-        ..Rule::UNKNOWN
-    };
+    pub(super) const END: Rule = Rule::pack(0, 0, 0, END);
 
     /// Past the outermost frame: code of a loaded object without CFI (entry code written
     /// without CFI directives, as musl's `_start` and `__clone`). DWARF unwinders stop
     /// there without reporting the frame (LLVM's libunwind, musl's), and so does the walk.
-    pub(super) const NO_CFI: Rule = Rule {
-        flags: END | NO_CFI,
-        ..Rule::UNKNOWN
-    };
+    pub(super) const NO_CFI: Rule = Rule::pack(0, 0, 0, END | NO_CFI);
+
+    /// The rule of these fields (see [`Rule`]).
+    const fn pack(cfa_offset: i32, ra_words: i16, fp_words: i8, flags: u8) -> Rule {
+        Rule(
+            (cfa_offset as u32 as u64) << 32
+                | (ra_words as u16 as u64) << 16
+                | (fp_words as u8 as u64) << 8
+                | flags as u64,
+        )
+    }
+
+    #[inline(always)]
+    fn flags(self) -> u8 {
+        self.0 as u8
+    }
+
+    /// The same rule with `flags` added.
+    fn with(self, flags: u8) -> Rule {
+        Rule(self.0 | u64::from(flags))
+    }
 
     /// Whether the rule may stop holding when an object is unloaded: true for the rules of
     /// objects that may be unloaded, and for [`Rule::UNKNOWN`] (a later load may cover the
     /// address).
     #[inline]
     pub(super) fn may_go_stale(self) -> bool {
-        self.flags & MAY_UNLOAD != 0 || self.flags & (FRAME | END) == 0
+        self.flags() & MAY_UNLOAD != 0 || self.flags() & (FRAME | END) == 0
     }
 
     /// Whether the rule gives the caller's registers (else: the end, or unknown).
     #[inline(always)]
     pub(super) fn is_frame(self) -> bool {
-        self.flags & FRAME != 0
+        self.flags() & FRAME != 0
     }
 
     /// Whether this is the outermost frame.
     #[inline(always)]
     pub(super) fn is_end(self) -> bool {
-        self.flags & END != 0
+        self.flags() & END != 0
     }
 
     /// Whether the address is in code without CFI (see [`Rule::NO_CFI`]).
     #[inline(always)]
     pub(super) fn is_without_cfi(self) -> bool {
-        self.flags & NO_CFI != 0
+        self.flags() & NO_CFI != 0
     }
 
     /// The CFA's base register is the frame pointer (else the stack pointer).
     #[inline(always)]
     pub(super) fn cfa_from_fp(self) -> bool {
-        self.flags & CFA_FROM_FP != 0
+        self.flags() & CFA_FROM_FP != 0
     }
 
     /// Bytes from the base register to the CFA.
     #[inline(always)]
     pub(super) fn cfa_offset(self) -> u64 {
-        self.cfa_offset as u64
+        // Sign-extended, as the `i32` it is.
+        ((self.0 as i64) >> 32) as u64
     }
 
     /// Bytes from the CFA to the saved return address; 0: in the link register.
     #[inline(always)]
     pub(super) fn ra_offset(self) -> i64 {
-        i64::from(self.ra_words) * 8
+        i64::from((self.0 >> 16) as u16 as i16) * 8
     }
 
     /// Bytes from the CFA to the saved frame pointer; 0: not saved.
     #[inline(always)]
     pub(super) fn fp_offset(self) -> i64 {
-        i64::from(self.fp_words) * 8
+        i64::from((self.0 >> 8) as u8 as i8) * 8
     }
 
     /// The caller's frame pointer cannot be recovered.
     #[inline(always)]
     pub(super) fn fp_undefined(self) -> bool {
-        self.flags & FP_UNDEFINED != 0
+        self.flags() & FP_UNDEFINED != 0
     }
 }
 
 /// The rule for `lookup` (a PC, or a return address minus one) in `code`.
 pub(super) fn rule_for(code: &Code, lookup: u64, context: &mut Context) -> Rule {
-    let mut rule = row_rule(code, lookup, context).unwrap_or(Rule::UNKNOWN);
-    if !code.permanent {
-        rule.flags |= MAY_UNLOAD;
+    let rule = row_rule(code, lookup, context).unwrap_or(Rule::UNKNOWN);
+    if code.permanent {
+        rule
+    } else {
+        rule.with(MAY_UNLOAD)
     }
-    rule
 }
 
 fn row_rule(code: &Code, lookup: u64, context: &mut Context) -> Option<Rule> {
@@ -240,12 +246,7 @@ fn translate(
         Some(RegisterRule::Offset(at)) => words::<i8>(at)?,
         _ => return None,
     };
-    Some(Rule {
-        cfa_offset,
-        ra_words,
-        fp_words,
-        flags,
-    })
+    Some(Rule::pack(cfa_offset, ra_words, fp_words, flags))
 }
 
 /// A non-zero offset from the CFA in whole words, if it fits `T`.
@@ -304,10 +305,7 @@ mod tests {
         let r = rule(at(SP, 8), Some(RegisterRule::Undefined), None).expect("the end");
         assert!(r.is_end() && !r.is_frame());
         assert!(!r.may_go_stale());
-        let unloadable = Rule {
-            flags: r.flags | MAY_UNLOAD,
-            ..r
-        };
+        let unloadable = r.with(MAY_UNLOAD);
         assert!(unloadable.is_end() && unloadable.may_go_stale());
         assert!(!Rule::UNKNOWN.is_frame() && !Rule::UNKNOWN.is_end());
         assert!(Rule::UNKNOWN.may_go_stale());
@@ -317,6 +315,17 @@ mod tests {
         assert!(none.is_end() && none.is_without_cfi() && !none.is_frame());
         assert!(!none.may_go_stale());
         assert_eq!(std::mem::size_of::<Rule>(), 8);
+    }
+
+    #[test]
+    fn fields_keep_their_signs_and_extremes() {
+        for (cfa, ra, fp) in [(i32::MAX, i16::MIN, i8::MIN), (8, i16::MAX, i8::MAX), (16, -1, -1)] {
+            let r = Rule::pack(cfa, ra, fp, FRAME | FP_UNDEFINED);
+            assert_eq!(r.cfa_offset(), cfa as u64);
+            assert_eq!(r.ra_offset(), i64::from(ra) * 8);
+            assert_eq!(r.fp_offset(), i64::from(fp) * 8);
+            assert!(r.is_frame() && r.fp_undefined() && !r.cfa_from_fp() && !r.is_end());
+        }
     }
 
     #[test]

@@ -65,21 +65,51 @@ pub(super) struct Stack {
     pub(super) low: u64,
     /// The top of the thread's stack (exclusive).
     pub(super) high: u64,
+    /// `high - low - 8`: the word at `address` lies inside when `address - low` (wrapping)
+    /// is at most this, one comparison for both bounds.
+    span: u64,
 }
 
 impl Stack {
+    /// The stack from `low` (the stack pointer) to `high`; `None` if it holds no word.
+    pub(super) fn new(low: u64, high: u64) -> Option<Self> {
+        let span = high.checked_sub(low)?.checked_sub(8)?;
+        Some(Self { low, high, span })
+    }
+
     /// The aligned word at `address`, if it lies within the stack.
-    #[inline]
+    #[inline(always)]
     pub(super) fn read(&self, address: u64) -> Option<u64> {
-        let inside = address >= self.low
-            && address % 8 == 0
-            && address.checked_add(8).is_some_and(|end| end <= self.high);
-        if !inside {
+        // Below `low`, the difference wraps past `span` (which is below `2^64 - low`).
+        if address.wrapping_sub(self.low) > self.span || address % 8 != 0 {
             return None;
         }
-        // SAFETY: `address .. address + 8` lies between the stack pointer at the start of
-        // the unwind and the top of this thread's stack, which is mapped and readable (the
-        // unwind runs on this thread, below every frame it reads); the read is aligned.
+        // SAFETY: `low <= address` and `address + 8 <= high` (checked just above): the word
+        // lies between the stack pointer at the start of the unwind and the top of this
+        // thread's stack, which is mapped and readable (the unwind runs on this thread,
+        // below every frame it reads); the read is aligned.
         Some(unsafe { std::ptr::read(address as *const u64) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_only_aligned_words_inside() {
+        let words = [1u64, 2, 3, 4];
+        let low = words.as_ptr() as u64;
+        let stack = Stack::new(low, low + 32).expect("four words");
+        assert_eq!(stack.read(low), Some(1));
+        assert_eq!(stack.read(low + 24), Some(4));
+        assert_eq!(stack.read(low + 32), None, "at the top");
+        assert_eq!(stack.read(low + 28), None, "straddles the top");
+        assert_eq!(stack.read(low + 4), None, "misaligned");
+        assert_eq!(stack.read(low - 8), None, "below");
+        assert_eq!(stack.read(0), None);
+        assert_eq!(stack.read(u64::MAX - 7), None);
+        assert!(Stack::new(low, low + 7).is_none());
+        assert!(Stack::new(low, low - 8).is_none());
     }
 }
