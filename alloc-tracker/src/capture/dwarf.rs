@@ -2,10 +2,13 @@
 //! any code with unwind tables, which Rust always emits, but 1–4 µs for a 20-frame stack:
 //! each frame's rule is found and evaluated anew.
 
+use super::Out;
+use std::mem::MaybeUninit;
+
 /// Captures return addresses from the caller's frame on, like the other unwinders: the
 /// first is the return address into the caller. Fills all of `out` if the stack is deeper.
 #[inline(never)]
-pub(super) fn walk(out: &mut [usize]) -> usize {
+pub(super) fn walk(out: &mut Out) -> usize {
     // The unwinder reports its own frames first, then this function's, then the caller's:
     // a frame is ours until its CFA (the stack pointer of its caller) lies above a local of
     // this function. The first frame above is this function itself (its return address is
@@ -29,7 +32,7 @@ pub(super) fn walk(out: &mut [usize]) -> usize {
             }
             match out.get_mut(len) {
                 Some(slot) => {
-                    *slot = ip;
+                    *slot = MaybeUninit::new(ip);
                     len += 1;
                     len < out.len()
                 }

@@ -4,16 +4,19 @@
 //! this thread's stack, so a chain broken by code built without frame pointers ends the
 //! walk (or yields wrong addresses) but never reads unmapped memory.
 
+use super::Out;
+use std::mem::MaybeUninit;
+
 /// Walks the frame-pointer chain from this function's caller; `None` where frame pointers
 /// cannot be walked (no known stack bounds, or an architecture without a walker).
 #[inline(never)]
-pub(super) fn walk(out: &mut [usize], stack_top: Option<usize>) -> Option<usize> {
+pub(super) fn walk(out: &mut Out, stack_top: Option<usize>) -> Option<usize> {
     let (fp, sp) = registers()?;
     Some(follow(fp, sp, stack_top?, out))
 }
 
 /// Follows the chain of frame records from `fp`, reading only inside `[low, top)`.
-fn follow(mut fp: usize, mut low: usize, top: usize, out: &mut [usize]) -> usize {
+fn follow(mut fp: usize, mut low: usize, top: usize, out: &mut Out) -> usize {
     let word = std::mem::size_of::<usize>();
     let mut len = 0;
     while len < out.len() {
@@ -33,7 +36,7 @@ fn follow(mut fp: usize, mut low: usize, top: usize, out: &mut [usize]) -> usize
         if ret == 0 {
             break;
         }
-        out[len] = ret;
+        out[len] = MaybeUninit::new(ret);
         len += 1;
         // Frames grow towards higher addresses as we go up: anything else ends the chain.
         low = fp + 2 * word;
@@ -75,6 +78,13 @@ fn registers() -> Option<(usize, usize)> {
 mod tests {
     use super::*;
 
+    /// The words a walk wrote (every word here was initialised by the test).
+    fn written(out: &Out) -> Vec<usize> {
+        // SAFETY: the tests initialise every word before the walk, which writes only
+        // initialised values.
+        out.iter().map(|w| unsafe { w.assume_init() }).collect()
+    }
+
     /// A stack laid out by hand: three frame records chained upwards, the last one ending
     /// the chain with a null frame pointer.
     #[test]
@@ -96,19 +106,19 @@ mod tests {
         set(11, 0);
         set(12, 0x3333);
         let top = at(16);
-        let mut out = [0; 8];
+        let mut out = [MaybeUninit::new(0); 8];
         let len = follow(at(2), at(0), top, &mut out);
-        assert_eq!(&out[..len], &[0x1111, 0x2222, 0x3333]);
+        assert_eq!(written(&out[..len]), [0x1111, 0x2222, 0x3333]);
 
         // A full buffer stops the walk.
-        let mut short = [0; 2];
+        let mut short = [MaybeUninit::new(0); 2];
         assert_eq!(follow(at(2), at(0), top, &mut short), 2);
-        assert_eq!(short, [0x1111, 0x2222]);
+        assert_eq!(written(&short), [0x1111, 0x2222]);
 
         // A record pointing down the stack (a broken chain) ends the walk there.
         set(6, at(1));
         let len = follow(at(2), at(0), top, &mut out);
-        assert_eq!(&out[..len], &[0x1111, 0x2222]);
+        assert_eq!(written(&out[..len]), [0x1111, 0x2222]);
 
         // So does one past the top, or misaligned.
         set(6, top);

@@ -55,8 +55,13 @@ static AUTO_CHECKED: AtomicU64 = AtomicU64::new(0);
 /// Stacks the table unwinder could not unwind exactly, captured by DWARF instead.
 static DWARF_FALLBACKS: AtomicU64 = AtomicU64::new(0);
 
-/// Room for one captured stack, filled by [`capture`]. Made uninitialised, so that a
-/// sample pays only for the words its capture may write (zeroed, then overwritten).
+/// Where an unwinder writes return addresses, innermost first: it returns how many it wrote,
+/// and only those words are initialised (so a capture costs nothing for the room it does not
+/// use). Unwinders write only initialised values (`MaybeUninit::new`).
+pub(crate) type Out = [MaybeUninit<usize>];
+
+/// Room for one captured stack, filled by [`capture`]. Left uninitialised: a sample pays
+/// only for the words its capture writes.
 pub(crate) struct Buffer([MaybeUninit<usize>; BUFFER]);
 
 impl Buffer {
@@ -72,25 +77,39 @@ impl Buffer {
 pub(crate) fn capture(unwind: Unwind, depth: usize, buffer: &mut Buffer) -> &[usize] {
     let limit = depth.min(MAX_DEPTH) + TRACKER_FRAMES;
     let out = &mut buffer.0[..limit];
-    for word in out.iter_mut() {
-        word.write(0);
-    }
-    // SAFETY: every element of `out` was written just above, and `MaybeUninit<usize>` has
-    // the layout of `usize`.
-    let out = unsafe { &mut *(std::ptr::from_mut(out) as *mut [usize]) };
     let len = match unwind {
         Unwind::FramePointer => fp::walk(out, stack_top()).unwrap_or_else(|| dwarf::walk(out)),
         Unwind::Table => walk_table(out),
         Unwind::Dwarf => dwarf::walk(out),
         Unwind::Auto => capture_auto(out),
     };
-    &out[..len]
+    // SAFETY: the unwinder that returned `len` wrote `out[..len]`.
+    unsafe { written(out, len) }
+}
+
+/// The first `len` words of `out`, as an unwinder wrote them.
+///
+/// # Safety
+/// `out[..len]` is initialised: an unwinder that returned `len` wrote those words.
+unsafe fn written(out: &Out, len: usize) -> &[usize] {
+    let out = &out[..len];
+    // SAFETY: `MaybeUninit<usize>` has the layout of `usize`, and these words are
+    // initialised (the caller's guarantee).
+    unsafe { &*(std::ptr::from_ref(out) as *const [usize]) }
+}
+
+/// `out` as room for an unwinder. Sound because unwinders write only initialised values
+/// (see [`Out`]), so the words stay initialised.
+fn room(out: &mut [usize]) -> &mut Out {
+    // SAFETY: `MaybeUninit<usize>` has the layout of `usize`; every word is initialised and
+    // stays so, since unwinders never write `MaybeUninit::uninit()`.
+    unsafe { &mut *(std::ptr::from_mut(out) as *mut Out) }
 }
 
 /// The table unwinder, or DWARF for a stack it cannot unwind exactly (counted); DWARF
 /// alone where there is no table unwinder.
 #[inline(never)]
-fn walk_table(out: &mut [usize]) -> usize {
+fn walk_table(out: &mut Out) -> usize {
     if !table::SUPPORTED {
         return dwarf::walk(out);
     }
@@ -101,7 +120,7 @@ fn walk_table(out: &mut [usize]) -> usize {
     dwarf::walk(out)
 }
 
-fn capture_auto(out: &mut [usize]) -> usize {
+fn capture_auto(out: &mut Out) -> usize {
     if table::SUPPORTED || !crate::sys::FRAME_POINTER_WALK || AUTO_SWITCHED.load(Ordering::Relaxed)
     {
         return walk_table(out);
@@ -123,10 +142,12 @@ fn capture_auto(out: &mut [usize]) -> usize {
     if checked >= VERIFY_FIRST && checked % VERIFY_EVERY != 0 {
         return len;
     }
-    let mut reference = [0usize; BUFFER];
+    let mut reference = [MaybeUninit::uninit(); BUFFER];
     let reference_len = walk_table(&mut reference[..out.len()]);
+    // SAFETY: each unwinder wrote the words whose count it returned.
+    let (walked, referenced) = unsafe { (written(out, len), written(&reference, reference_len)) };
     // Both unwinders were called from here at different call sites: skip that first frame.
-    if len > 1 && chains_agree(&out[1..len], &reference[..reference_len]) {
+    if len > 1 && chains_agree(&walked[1..], referenced) {
         len
     } else {
         AUTO_SWITCHED.store(true, Ordering::Relaxed);
@@ -227,7 +248,7 @@ pub(crate) mod internals {
         let _guard = reentrancy::enter();
         let mut all = [0; MAX_FRAMES + 1];
         let all = &mut all[..=out.len().min(MAX_FRAMES)];
-        let len = table::capture(all, stack_top()?)?;
+        let len = table::capture(super::room(all), stack_top()?)?;
         Some(without_first(all, len, out))
     }
 
@@ -237,7 +258,7 @@ pub(crate) mod internals {
         let _guard = reentrancy::enter();
         let mut all = [0; MAX_FRAMES + 1];
         let all = &mut all[..=out.len().min(MAX_FRAMES)];
-        let len = dwarf::walk(all);
+        let len = dwarf::walk(super::room(all));
         without_first(all, len, out)
     }
 

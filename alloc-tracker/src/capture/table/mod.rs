@@ -87,7 +87,7 @@ pub(crate) const SUPPORTED: bool = cfg!(all(
 /// `stack_top` is the highest address of this thread's stack (exclusive). Must run as
 /// tracker code: a cold capture allocates.
 #[inline(never)]
-pub(crate) fn capture(out: &mut [usize], stack_top: usize) -> Option<usize> {
+pub(crate) fn capture(out: &mut super::Out, stack_top: usize) -> Option<usize> {
     let start = Start::here();
     // `black_box`: not a tail call, so this frame stays as `start` saw it during the unwind.
     std::hint::black_box(imp::unwind(&start, stack_top, out))

@@ -23,7 +23,9 @@ use super::modules::{self, Modules};
 use super::rules::{self, Context};
 use super::start::{Stack, Start};
 use crate::spin::{SpinGuard, SpinLock};
+use crate::capture::Out;
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -64,7 +66,7 @@ enum Stop {
 
 /// Unwinds from `start` (registers read in `table::capture`), reading the stack up to
 /// `stack_top`: `None` if the stack cannot be unwound exactly, or every slot is busy.
-pub(super) fn unwind(start: &Start, stack_top: usize, out: &mut [usize]) -> Option<usize> {
+pub(super) fn unwind(start: &Start, stack_top: usize, out: &mut Out) -> Option<usize> {
     let mut guard = acquire()?;
     let slot = match &mut *guard {
         Some(slot) => slot,
@@ -209,7 +211,7 @@ impl Slot {
         &mut self,
         start: &Start,
         stack: &Stack,
-        out: &mut [usize],
+        out: &mut Out,
         checked: &mut bool,
     ) -> Result<usize, Stop> {
         let mask = self.modules.address_mask;
@@ -271,7 +273,7 @@ impl Slot {
             if ra == 0 {
                 break; // the end of the stack, as DWARF unwinders take it
             }
-            out[len] = ra as usize;
+            out[len] = MaybeUninit::new(ra as usize);
             len += 1;
             lookup = ra - 1;
         }

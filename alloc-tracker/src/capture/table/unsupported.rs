@@ -12,7 +12,7 @@ impl Start {
 }
 
 /// Always `None`: the caller uses its DWARF unwinder.
-pub(super) fn unwind(_start: &Start, _stack_top: usize, _out: &mut [usize]) -> Option<usize> {
+pub(super) fn unwind(_start: &Start, _stack_top: usize, _out: &mut crate::capture::Out) -> Option<usize> {
     None
 }
 
