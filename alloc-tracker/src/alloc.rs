@@ -274,6 +274,7 @@ fn watch_the_heap(shard: &counters::Shard) {
 }
 
 /// Captures the stack and records a sample of the block at `ptr`. Runs as tracker code.
+#[inline(always)]
 fn record_sample(ptr: *mut u8, size: usize, weight: f64, unwind: Unwind, scope: u64) {
     capture::note_unwinder_in_use(unwind);
     let mut buffer = capture::Buffer::new();

@@ -73,7 +73,7 @@ impl Buffer {
 
 /// Captures the current stack into `buffer`: at most `depth` frames of the program (plus
 /// the tracker's), innermost first. Runs as tracker code.
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn capture(unwind: Unwind, depth: usize, buffer: &mut Buffer) -> &[usize] {
     let limit = depth.min(MAX_DEPTH) + TRACKER_FRAMES;
     let out = &mut buffer.0[..limit];
@@ -108,7 +108,7 @@ fn room(out: &mut [usize]) -> &mut Out {
 
 /// The table unwinder, or DWARF for a stack it cannot unwind exactly (counted); DWARF
 /// alone where there is no table unwinder.
-#[inline(never)]
+#[inline(always)]
 fn walk_table(out: &mut Out) -> usize {
     if !table::SUPPORTED {
         return dwarf::walk(out);
