@@ -109,15 +109,21 @@ static OTHER: SpinLock<StackStats> = SpinLock::new(StackStats {
 static STACK_COUNT: AtomicUsize = AtomicUsize::new(0);
 static POOLED_SAMPLES: AtomicU64 = AtomicU64::new(0);
 
-/// FNV-style mixing of the return addresses; good enough to spread stacks over shards and
-/// buckets (equality is always checked on the frames themselves).
+/// Multiplicative mixing of the return addresses (one xor and one multiply per frame, as
+/// in rustc's FxHash, then a final fold of the high half into the low), good enough to
+/// spread stacks over shards and buckets (equality is always checked on the frames
+/// themselves).
+///
+/// Each multiply carries a frame's bits only upward, so the final step folds the well-mixed
+/// high half down before one more multiply: the shard (top bits), hashbrown's tag (top
+/// bits) and bucket (low bits) all depend on every frame.
 pub(crate) fn hash_frames(frames: &[usize]) -> u64 {
-    let mut hash = 0xCBF2_9CE4_8422_2325u64 ^ frames.len() as u64;
+    const K: u64 = 0xF135_7AEA_2E62_A9C5;
+    let mut hash = (frames.len() as u64).wrapping_mul(K);
     for &frame in frames {
-        hash = (hash ^ frame as u64).wrapping_mul(0x0000_0100_0000_01B3);
-        hash ^= hash >> 29;
+        hash = (hash ^ frame as u64).wrapping_mul(K);
     }
-    hash
+    (hash ^ (hash >> 32)).wrapping_mul(K)
 }
 
 /// Records a sample of `size` bytes and `weight` allocations at `frames`; returns the id
