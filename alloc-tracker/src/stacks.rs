@@ -57,7 +57,11 @@ impl StackStats {
     }
 
     fn add(&mut self, size: usize, weight: f64) {
-        self.live_variance += (weight * weight - weight) * (size as f64) * (size as f64);
+        // `(w² − w)·s²` is zero for a weight of 1 (every exact-mode sample): skipped, as
+        // adding or taking away `+0.0` changes no sum that started at `+0.0`.
+        if weight != 1.0 {
+            self.live_variance += (weight * weight - weight) * (size as f64) * (size as f64);
+        }
         self.live_bytes += weight * size as f64;
         self.live_allocs += weight;
         self.alloc_bytes += weight * size as f64;
@@ -67,7 +71,9 @@ impl StackStats {
     }
 
     fn remove(&mut self, size: usize, weight: f64) {
-        self.live_variance -= (weight * weight - weight) * (size as f64) * (size as f64);
+        if weight != 1.0 {
+            self.live_variance -= (weight * weight - weight) * (size as f64) * (size as f64);
+        }
         self.live_bytes -= weight * size as f64;
         self.live_allocs -= weight;
         self.live_samples = self.live_samples.saturating_sub(1);
