@@ -141,6 +141,7 @@ pub(crate) fn hash_frames(frames: &[usize]) -> u64 {
 
 /// Records a sample of `size` bytes and `weight` allocations at `frames`; returns the id
 /// the sample must carry to its free.
+#[inline]
 pub(crate) fn record_alloc(
     frames: &[usize],
     size: usize,
@@ -151,12 +152,14 @@ pub(crate) fn record_alloc(
     let shard_index = (hash >> (64 - SHARD_BITS)) as usize;
     let mut shard = SHARD_TABLE[shard_index].lock();
     let Shard { index, records } = &mut *shard;
-    let found = index
-        .find(hash, |&slot| {
-            let record = &records[slot as usize];
-            record.hash == hash && *record.frames == *frames
-        })
-        .copied();
+    // The probe compares hashes only, and the frames are compared once after it: a call
+    // to `bcmp` inside the probe loop would make it save and reload its registers around
+    // each candidate. Two stacks with one 64-bit hash are looked up again, frames and all.
+    let found = match index.find(hash, |&slot| records[slot as usize].hash == hash) {
+        Some(&slot) if *records[slot as usize].frames == *frames => Some(slot),
+        Some(_) => find_colliding(index, records, hash, frames),
+        None => None,
+    };
     let slot = match found {
         Some(slot) => slot,
         None => match add_record(index, records, hash, frames, max_stacks) {
@@ -171,6 +174,22 @@ pub(crate) fn record_alloc(
     };
     records[slot as usize].stats.add(size, weight);
     ((shard_index as u32) << SLOT_BITS) | slot
+}
+
+/// The record of `frames` among the stacks whose hash is `hash`, which are more than one.
+#[cold]
+fn find_colliding(
+    index: &HashTable<u32>,
+    records: &[Record],
+    hash: u64,
+    frames: &[usize],
+) -> Option<u32> {
+    index
+        .find(hash, |&slot| {
+            let record = &records[slot as usize];
+            record.hash == hash && *record.frames == *frames
+        })
+        .copied()
 }
 
 /// Adds a record for a new stack, unless the cap is reached or memory is short.
