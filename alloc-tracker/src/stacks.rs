@@ -364,6 +364,25 @@ mod tests {
         assert_eq!(stats.peak_live_bytes, 250.0);
     }
 
+    /// Two stacks with one hash: the lookup after a probe that found the other one finds
+    /// the right record by its frames.
+    #[test]
+    fn stacks_sharing_a_hash_are_told_apart() {
+        let record = |frames: &[usize]| Record {
+            hash: 42,
+            frames: frames.into(),
+            stats: StackStats::default(),
+        };
+        let records = vec![record(&[1, 2]), record(&[1, 3])];
+        let mut index = HashTable::new();
+        for slot in 0..records.len() as u32 {
+            index.insert_unique(42, slot, |_| 42);
+        }
+        assert_eq!(find_colliding(&index, &records, 42, &[1, 3]), Some(1));
+        assert_eq!(find_colliding(&index, &records, 42, &[1, 2]), Some(0));
+        assert_eq!(find_colliding(&index, &records, 42, &[1, 4]), None);
+    }
+
     #[test]
     fn same_frames_same_id_and_cap_pools_the_rest() {
         let a = [1usize, 2, 3];
