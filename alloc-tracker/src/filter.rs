@@ -198,7 +198,10 @@ pub(crate) fn grow(live: usize, pointers: impl Iterator<Item = usize>) -> Option
         // Nothing else changes the new table yet: the single-threaded form of `raise`.
         let counter = bucket(base, bits, ptr as *const u8);
         let count = counter.load(Ordering::Relaxed);
-        counter.store(if count < STICK { count + 1 } else { PARK }, Ordering::Relaxed);
+        counter.store(
+            if count < STICK { count + 1 } else { PARK },
+            Ordering::Relaxed,
+        );
     }
     CURRENT.store(
         base.cast::<u8>()
