@@ -3,8 +3,9 @@
 //! A counting filter: one saturating 8-bit counter per bucket of addresses, raised when a
 //! sampled block is handed out and lowered when its sample is removed. A zero counter proves
 //! the pointer was not sampled — a few instructions and one byte load, no lock — and only a
-//! non-zero one sends the free to the exact sample table. A counter that reaches 255 sticks
-//! there until the next rebuild (it can no longer prove anything, but it never undercounts).
+//! non-zero one sends the free to the exact sample table. A counter that reaches [`STICK`]
+//! (128) sticks until the next rebuild (it can no longer prove anything, but it never
+//! undercounts): see [`raise`].
 //!
 //! **It grows with the samples**, so the share of frees that reach the locked table stays
 //! small however large the heap: it keeps at least [`BUCKETS_PER_SAMPLE`] buckets per live
@@ -17,7 +18,8 @@
 //! (nothing changes while every lock is held). It never shrinks, and old tables are
 //! never freed (a free may still be reading one): they add up to a third of the current
 //! one. The counters change only under the lock of the pointer's sample shard (`samples`),
-//! with atomic read-modify-writes since other shards change other counters at once.
+//! with an atomic add or subtract: pointers of different sample shards share buckets, so
+//! up to one thread per sample shard may change the same counter at once.
 //!
 //! Unlike serving sampled blocks page-aligned (jemalloc's trick), this keeps every block's
 //! layout exactly what the program asked for and costs nothing per block, and works in exact
@@ -28,7 +30,22 @@ use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 /// Buckets the filter keeps per live sample, at least (the first table excepted).
 pub(crate) const BUCKETS_PER_SAMPLE: usize = 32;
 const FIRST_BITS: u32 = 16;
+/// A counter at or above this is stuck: it no longer counts, and stays non-zero until the
+/// next rebuild.
+const STICK: u8 = 128;
+/// The value an add that finds its counter stuck stores: far enough from both [`STICK`] and
+/// 255 that the adds and subtracts other threads have decided on meanwhile (at most one per
+/// other sample shard) can neither wrap it nor bring it under [`STICK`].
+const PARK: u8 = 192;
+/// The value of the counters of [`proves_nothing`]'s table, never written.
 const STUCK: u8 = u8::MAX;
+/// Threads that may change one counter at once: one per sample shard lock.
+const CHANGERS: usize = crate::samples::SHARDS;
+const _: () = assert!(
+    STICK as usize - 1 + CHANGERS <= u8::MAX as usize
+        && PARK as usize + (CHANGERS - 1) <= u8::MAX as usize
+        && PARK as usize - (CHANGERS - 1) >= STICK as usize
+);
 /// The low bits of a [`Tagged`] table hold its hash shift; tables are aligned to at least
 /// 64 bytes so that these bits are free.
 const SHIFT_MASK: usize = 63;
@@ -116,22 +133,48 @@ pub(crate) fn may_be_sampled(ptr: *const u8) -> bool {
     may_hold(in_force(), ptr)
 }
 
+/// Counts one more sample at `counter`, unless it is stuck. The caller holds a sample
+/// shard's lock, so at most [`CHANGERS`] threads (this one included) change the counter at
+/// once; one load and one atomic add, no compare-and-swap loop. Why it never undercounts:
+/// - while no add found it stuck, every add and subtract was applied, so it counts exactly;
+///   the adds that pass the test (they saw it under [`STICK`]) can take it no higher than
+///   `STICK − 1 + CHANGERS`, which does not wrap;
+/// - an add that finds it stuck does not count its sample but stores [`PARK`] before its
+///   block is handed out; from then on a subtract applies only if its test saw the counter
+///   under [`STICK`], and only the ≤ `CHANGERS − 1` subtracts decided before the store can
+///   (each later test sees it stuck), so it stays at least `PARK − (CHANGERS − 1) ≥ STICK`:
+///   stuck for good, never zero. The adds decided before the store take it at most to
+///   `PARK + CHANGERS − 1 ≤ 255`.
+#[inline(always)]
+fn raise(counter: &AtomicU8) {
+    if counter.load(Ordering::Relaxed) < STICK {
+        counter.fetch_add(1, Ordering::Relaxed);
+    } else {
+        counter.store(PARK, Ordering::Relaxed);
+    }
+}
+
+/// Counts one sample fewer at `counter`, unless it is stuck (see [`raise`]). The caller
+/// holds a sample shard's lock and removes a sample that [`raise`] was called for.
+#[inline(always)]
+fn lower(counter: &AtomicU8) {
+    if counter.load(Ordering::Relaxed) < STICK {
+        counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Notes a sample at `ptr`. The caller holds the lock of `ptr`'s sample shard, before the
 /// block is handed to the program.
 pub(crate) fn add(ptr: *const u8) {
     let (base, bits) = current();
-    let _ = bucket(base, bits, ptr).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-        (count != STUCK).then(|| count + 1)
-    });
+    raise(bucket(base, bits, ptr));
 }
 
 /// Forgets a sample at `ptr`. The caller holds the lock of `ptr`'s sample shard, and
 /// removed a sample that [`add`] noted.
 pub(crate) fn remove(ptr: *const u8) {
     let (base, bits) = current();
-    let _ = bucket(base, bits, ptr).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |count| {
-        (count != STUCK && count != 0).then(|| count - 1)
-    });
+    lower(bucket(base, bits, ptr));
 }
 
 /// Replaces the table with one of about `4 × BUCKETS_PER_SAMPLE × live` counters holding
@@ -152,11 +195,13 @@ pub(crate) fn grow(live: usize, pointers: impl Iterator<Item = usize>) -> Option
     let mapped = crate::sys::map_zeroed(bytes)?;
     let base = mapped.cast::<AtomicU8>().cast_const();
     for ptr in pointers {
+        // Nothing else changes the new table yet: the single-threaded form of `raise`.
         let counter = bucket(base, bits, ptr as *const u8);
         let count = counter.load(Ordering::Relaxed);
-        if count != STUCK {
-            counter.store(count + 1, Ordering::Relaxed);
-        }
+        counter.store(
+            if count < STICK { count + 1 } else { PARK },
+            Ordering::Relaxed,
+        );
     }
     CURRENT.store(
         base.cast::<u8>()
@@ -181,17 +226,56 @@ mod tests {
         let table: Vec<AtomicU8> = (0..1 << FIRST_BITS).map(|_| AtomicU8::new(0)).collect();
         let (base, bits) = (table.as_ptr(), FIRST_BITS);
         let counter = |i: usize| bucket(base, bits, std::ptr::without_provenance(i * 16));
-        for i in 0..n {
-            let _ = counter(i).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                (c != STUCK).then(|| c + 1)
-            });
-        }
-        for i in 0..n / 2 {
-            let _ = counter(i).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                (c != STUCK && c != 0).then(|| c - 1)
-            });
-        }
+        (0..n).for_each(|i| raise(counter(i)));
+        (0..n / 2).for_each(|i| lower(counter(i)));
         assert!((n / 2..n).all(|i| counter(i).load(Ordering::Relaxed) != 0));
+    }
+
+    /// A counter that goes past [`STICK`] sticks: more samples than a byte counts, then
+    /// all but one removed, leave it non-zero.
+    #[test]
+    fn a_full_counter_sticks() {
+        let counter = AtomicU8::new(0);
+        (0..300).for_each(|_| raise(&counter));
+        (0..299).for_each(|_| lower(&counter));
+        assert!(counter.load(Ordering::Relaxed) >= STICK);
+    }
+
+    /// As many threads as there are sample shards change one counter at once: it never reads
+    /// zero while a thread holds a sample in it. (The interleavings that matter — a change
+    /// decided before another thread parks the counter — are rare here; this checks that
+    /// concurrent use neither wraps nor loses a count, the argument in [`raise`] the rest.)
+    #[test]
+    fn a_shared_counter_never_undercounts() {
+        let threads = if cfg!(miri) { 4 } else { CHANGERS };
+        let rounds = if cfg!(miri) { 20 } else { 20_000 };
+        let counter = AtomicU8::new(0);
+        let start = std::sync::Barrier::new(threads);
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let (counter, start) = (&counter, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    let mut live = 0usize;
+                    for round in 0..rounds {
+                        // Each thread swings between 0 and 15 samples (64 × 15 > 255).
+                        let target = (round * (t + 3)) % 16;
+                        while live < target {
+                            raise(counter);
+                            live += 1;
+                        }
+                        while live > target {
+                            assert_ne!(counter.load(Ordering::Relaxed), 0);
+                            lower(counter);
+                            live -= 1;
+                        }
+                        if live > 0 {
+                            assert_ne!(counter.load(Ordering::Relaxed), 0);
+                        }
+                    }
+                });
+            }
+        });
     }
 
     #[test]

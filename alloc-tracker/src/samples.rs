@@ -28,7 +28,8 @@ pub(crate) struct Sample {
 }
 
 const SHARD_BITS: u32 = 6;
-const SHARDS: usize = 1 << SHARD_BITS;
+/// Sample shards (each with its lock).
+pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
 
 /// Most live samples kept; more are dropped and counted (tables cannot grow without bound).
 pub(crate) const MAX_LIVE_SAMPLES: usize = 1 << 26;

@@ -88,8 +88,25 @@ impl<T> SpinLock<T> {
         unsafe { &mut *self.value.get() }
     }
 
-    /// Takes the lock without a guard; pair with [`SpinLock::unlock_raw`].
+    /// Takes the lock without a guard; pair with [`SpinLock::unlock_raw`]. Inline, one
+    /// compare-and-swap when the lock is free; the waiting is out of line, so that callers
+    /// need not save registers for a call they rarely make.
+    #[inline]
     pub(crate) fn lock_raw(&self) {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+    }
+
+    /// Waits for the lock and takes it: spins while it is held (reading, not writing, the
+    /// flag), then yields the CPU.
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
         let mut spins = 0u32;
         loop {
             if !self.locked.load(Ordering::Relaxed)
