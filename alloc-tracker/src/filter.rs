@@ -39,8 +39,9 @@ const STICK: u8 = 128;
 const PARK: u8 = 192;
 /// The value of the counters of [`proves_nothing`]'s table, never written.
 const STUCK: u8 = u8::MAX;
-/// Threads that may change one counter at once: one per sample shard lock.
-const CHANGERS: usize = crate::samples::SHARDS;
+/// The most threads that may change one counter at once: one per lock that guards
+/// counter changes (the sample table asserts that it has no more shard locks than this).
+pub(crate) const CHANGERS: usize = 64;
 const _: () = assert!(
     STICK as usize - 1 + CHANGERS <= u8::MAX as usize
         && PARK as usize + (CHANGERS - 1) <= u8::MAX as usize

@@ -30,6 +30,9 @@ pub(crate) struct Sample {
 const SHARD_BITS: u32 = 6;
 /// Sample shards (each with its lock).
 pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
+// Each shard's lock lets one thread change a filter counter at a time: the filter's
+// counters are sized for at most `filter::CHANGERS` at once.
+const _: () = assert!(SHARDS <= filter::CHANGERS);
 
 /// Most live samples kept; more are dropped and counted (tables cannot grow without bound).
 pub(crate) const MAX_LIVE_SAMPLES: usize = 1 << 26;
