@@ -53,6 +53,9 @@ pub(crate) struct Shard {
     filter: AtomicPtr<u8>,
     /// The owner's own live bytes when it last raised the peak (see [`note_peak`]).
     peak_noted: AtomicI64,
+    /// Where the owner's part of the stack table hangs (the stack table's to set and read:
+    /// counters sit below it), kept for the shard's next owners; null before its first sample.
+    stack_part: AtomicPtr<()>,
     /// Whether a thread owns it (for a fork child, to take back its parent's threads').
     owned: AtomicBool,
     /// The next shard on the free list, plus one (0: the end).
@@ -70,6 +73,7 @@ impl Shard {
             sampler: ThreadSampler::new(),
             filter: AtomicPtr::new(filter),
             peak_noted: AtomicI64::new(0),
+            stack_part: AtomicPtr::new(std::ptr::null_mut()),
             owned: AtomicBool::new(false),
             next_free: AtomicU32::new(0),
         }
@@ -186,6 +190,16 @@ pub(crate) fn this_thread() -> &'static Shard {
     let shard = FAST_SHARD.with(Cell::get);
     // SAFETY: FAST_SHARD always points to a shard, and shards live for the whole process.
     unsafe { &*shard }
+}
+
+/// Where the part of the stack table of the shard this thread owns hangs (see `stacks`),
+/// also while it runs tracker code (when [`this_thread`] is the stand-in); `None` for a
+/// thread that has no shard (yet, or any more). Only the stack table sets and reads it.
+pub(crate) fn stack_part_of_this_thread() -> Option<&'static AtomicPtr<()>> {
+    match CLAIM.with(Cell::get) {
+        UNCLAIMED | RETIRED => None,
+        index => shard(index).map(|shard| &shard.stack_part),
+    }
 }
 
 /// The slow path's shard for a thread off the fast path that is not running tracker code:

@@ -1,7 +1,12 @@
 //! The live samples: pointer → what was recorded when it was sampled.
 //!
-//! Sharded by address so that threads sampling and freeing different blocks rarely meet on a
-//! lock. Every operation runs under the reentrancy guard: growing a shard allocates, and
+//! Sharded by address *region* (2 MiB windows), so that threads sampling and freeing
+//! different blocks rarely meet on a lock or on a cache line: allocators serve each thread
+//! from its own arena or thread cache, so a thread's blocks lie in regions of their own, and
+//! its samples go to shards (locks, tables) that other threads seldom touch. (Shards by
+//! plain address hash sent every thread to every shard: in exact mode each sample moved the
+//! shard's lock and table lines from core to core, and two threads ran at a third of one
+//! thread's speed on cores that share no cache.) Every operation runs under the reentrancy guard: growing a shard allocates, and
 //! that allocation goes straight to the inner allocator. The set of sampled addresses that
 //! frees consult (`filter`) changes here too, under the same shard lock, and is rebuilt here,
 //! under every shard's lock, when it fills up.
@@ -40,6 +45,8 @@ pub(crate) const MAX_LIVE_SAMPLES: usize = 1 << 26;
 /// One shard: its samples.
 struct ShardState {
     samples: HashTable<(usize, Sample)>,
+    /// The size at which this shard next checks whether the filter is outgrown.
+    next_check: usize,
 }
 
 type Shard = SpinLock<ShardState>;
@@ -47,6 +54,7 @@ type Shard = SpinLock<ShardState>;
 static SHARD_TABLE: [Shard; SHARDS] = [const {
     SpinLock::new(ShardState {
         samples: HashTable::new(),
+        next_check: 0,
     })
 }; SHARDS];
 /// Whether a thread is growing the filter (others need not).
@@ -57,8 +65,12 @@ fn hash(ptr: usize) -> u64 {
     (ptr as u64 >> 3).wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
 
+/// Addresses in one window of `1 << WINDOW_BITS` bytes share a shard.
+const WINDOW_BITS: u32 = 21;
+
 fn shard(ptr: usize) -> &'static Shard {
-    &SHARD_TABLE[(hash(ptr) >> (64 - SHARD_BITS)) as usize]
+    let window = (ptr >> WINDOW_BITS) as u64;
+    &SHARD_TABLE[(window.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - SHARD_BITS)) as usize]
 }
 
 /// What [`insert`] did.
@@ -101,10 +113,9 @@ pub(crate) fn insert(ptr: usize, sample: Sample) -> Inserted {
         }
     };
     filter::add(ptr as *const u8);
-    // Every shard holds about the same share of the samples (addresses spread evenly).
-    let outgrown = shard.samples.len() * SHARDS * filter::BUCKETS_PER_SAMPLE > filter::buckets();
+    let check = may_outgrow_filter(&mut shard);
     drop(shard);
-    if outgrown {
+    if check {
         grow_filter();
     }
     inserted
@@ -120,6 +131,21 @@ pub(crate) fn remove(ptr: usize) -> Option<Sample> {
     let ((_, sample), _) = entry.remove();
     filter::remove(ptr as *const u8);
     Some(sample)
+}
+
+/// Whether the filter may now be outgrown (the total over all shards then decides, in
+/// [`grow_filter`]). Samples spread over the shards unevenly (a thread's blocks lie in few
+/// regions), so a shard checks when it alone would outgrow its even share, and then only
+/// after growing by a quarter (at least 64 samples) since its last check: the total is
+/// summed under every lock at most once per 64 samples a shard gains, and never while its
+/// size swings under a height it has reached.
+fn may_outgrow_filter(shard: &mut ShardState) -> bool {
+    let len = shard.samples.len();
+    if len < shard.next_check || len * SHARDS * filter::BUCKETS_PER_SAMPLE <= filter::buckets() {
+        return false;
+    }
+    shard.next_check = len + (len / 4).max(64);
+    true
 }
 
 /// Grows the filter for the samples live now, holding every shard's lock meanwhile (the

@@ -11,6 +11,11 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A mutual-exclusion lock that spins briefly, then yields the CPU.
+///
+/// Each lock has its cache lines to itself (128 bytes: a pair of lines, which x86 cores
+/// prefetch together): the tables' shards are arrays of locks, and two threads taking
+/// neighbouring shards must not pass one line between their cores.
+#[repr(align(128))]
 pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
@@ -86,6 +91,12 @@ impl<T> SpinLock<T> {
         // SAFETY: forwarded from the caller: this thread holds the lock, which excludes
         // every other access to the value.
         unsafe { &mut *self.value.get() }
+    }
+
+    /// The value, taken out of the lock.
+    #[cfg(test)]
+    pub(crate) fn into_inner(self) -> T {
+        self.value.into_inner()
     }
 
     /// Takes the lock without a guard; pair with [`SpinLock::unlock_raw`]. Inline, one

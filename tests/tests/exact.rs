@@ -276,6 +276,47 @@ fn json_has_the_contract_fields() {
     assert_eq!(back, report);
 }
 
+/// `n` blocks of 100 bytes from one line (each thread's changes to a stack's figures stay
+/// in its own part of the table until they come to 64 KiB: these stay there). Boxed on
+/// purpose: each is its own allocation.
+#[allow(clippy::vec_box)]
+#[inline(never)]
+fn small_blocks(n: usize) -> Vec<Box<[u8; 100]>> {
+    (0..n).map(|_| Box::new([3u8; 100])).collect() // site: small-blocks
+}
+
+/// Threads keep their changes to a site's figures to themselves for a while (see
+/// `stacks::Local`); a report still sees every one: those of a thread that is waiting,
+/// of one that has exited, and frees made on a thread other than the one that allocated.
+/// The site's peak is the two threads' blocks together, seen when the report drained both.
+fn threads_changes_reach_every_report() {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    // A thread that allocates 200 blocks and waits, holding them.
+    let waiting = std::thread::spawn(move || {
+        let blocks = small_blocks(200);
+        held_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        blocks
+    });
+    held_rx.recv().unwrap();
+    // A thread that allocates 300 blocks and exits, handing them over.
+    let handed_over = std::thread::spawn(|| small_blocks(300)).join().unwrap();
+    let report = alloc_tracker::report();
+    let figures = &site(&report, "// site: small-blocks").figures;
+    assert_eq!((figures.live_bytes, figures.live_allocs), (50_000, 500));
+    assert!(figures.peak_live_bytes >= 50_000, "{figures:?}");
+    // Frees on this thread, of blocks that the others allocated.
+    go_tx.send(()).unwrap();
+    drop(black_box(waiting.join().unwrap()));
+    drop(black_box(handed_over));
+    let report = alloc_tracker::report();
+    let figures = &site(&report, "// site: small-blocks").figures;
+    assert_eq!((figures.live_bytes, figures.live_allocs), (0, 0));
+    assert_eq!((figures.alloc_bytes, figures.allocs), (50_000, 500));
+    assert!(figures.peak_live_bytes >= 50_000, "{figures:?}");
+}
+
 fn main() {
     run_checks(
         "exact",
@@ -299,6 +340,10 @@ fn main() {
                 debug_info_is_freed_after_each_report,
             ),
             ("json_has_the_contract_fields", json_has_the_contract_fields),
+            (
+                "threads_changes_reach_every_report",
+                threads_changes_reach_every_report,
+            ),
         ],
     );
 }
