@@ -206,8 +206,10 @@ static POOLED_SAMPLES: AtomicU64 = AtomicU64::new(0);
 /// Every thread's part ever made, newest first (never freed: a part outlives its thread,
 /// for the next owner of its counter shard).
 static PARTS: AtomicPtr<Local> = AtomicPtr::new(std::ptr::null_mut());
-/// The head of [`PARTS`] when [`lock_all`] locked the parts (before `fork`).
-static LOCKED_PARTS: AtomicPtr<Local> = AtomicPtr::new(std::ptr::null_mut());
+/// Held to add a part to [`PARTS`], and by [`lock_all`] (before `fork`), so that no part
+/// appears, unlocked and perhaps held by a thread the child will not have, while the
+/// parts are locked.
+static ADDING_PART: SpinLock<()> = SpinLock::new(());
 
 /// One thread's part of the table (see the module notes): made at the thread's first
 /// sample, kept with its counter shard (`counters::stack_part_of_this_thread`).
@@ -362,14 +364,11 @@ fn new_part() -> Option<&'static Local> {
         raw.write(Local::new());
         &*raw
     };
-    let mut head = PARTS.load(Ordering::Acquire);
-    loop {
-        part.older.store(head, Ordering::Relaxed);
-        match PARTS.compare_exchange_weak(head, raw, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(part),
-            Err(current) => head = current,
-        }
-    }
+    let _adding = ADDING_PART.lock();
+    part.older
+        .store(PARTS.load(Ordering::Acquire), Ordering::Relaxed);
+    PARTS.store(raw, Ordering::Release);
+    Some(part)
 }
 
 /// Flushes every thread's part into the shared records: what readers do first.
@@ -640,9 +639,9 @@ pub(crate) fn pooled_samples() -> u64 {
 /// Takes every lock of the table (before `fork`): the threads' parts first (a thread
 /// holding its part's lock may take a shard's, never the other way round).
 pub(crate) fn lock_all() {
+    // No part is added until `unlock_all`.
+    ADDING_PART.lock_raw();
     let mut part = PARTS.load(Ordering::Acquire);
-    // A part made meanwhile is not locked: `unlock_all` starts from here.
-    LOCKED_PARTS.store(part, Ordering::Relaxed);
     // SAFETY: parts on the list are never freed.
     while let Some(local) = unsafe { part.as_ref() } {
         local.state.lock_raw();
@@ -659,19 +658,20 @@ pub(crate) fn lock_all() {
 /// # Safety
 /// [`lock_all`] must have been called by this thread (or by the parent, in a fork child).
 pub(crate) unsafe fn unlock_all() {
-    // SAFETY: the caller guarantees that `lock_all` took these locks: the shards', and
-    // those of the parts on the list from `LOCKED_PARTS` on (parts are added at the head,
-    // and never freed).
+    // SAFETY: the caller guarantees that `lock_all` took these locks: the shards', those of
+    // every part on the list (parts are never freed, and none was added since: `lock_all`
+    // holds `ADDING_PART`), and `ADDING_PART`.
     unsafe {
         OTHER.unlock_raw();
         for shard in &SHARD_TABLE {
             shard.unlock_raw();
         }
-        let mut part = LOCKED_PARTS.load(Ordering::Relaxed);
+        let mut part = PARTS.load(Ordering::Acquire);
         while let Some(local) = part.as_ref() {
             local.state.unlock_raw();
             part = local.older.load(Ordering::Relaxed);
         }
+        ADDING_PART.unlock_raw();
     }
 }
 
