@@ -432,7 +432,10 @@ fn exact_threads(data: &Data) -> Goal {
         ) {
             why = format!(
                 "Exact-mode pairs cost {:.0} ns of CPU each on 1 thread and {:.0} ns on each of \
-                 2: the threads contend in the shared sample and stack tables.",
+                 2 (one stack, so each thread's part of the stack table holds it): the rest of \
+                 `service`'s difference is in its many stacks, whose changes reach the shared \
+                 records when they collide in a thread's part (README, \"Exact mode on \
+                 several threads\").",
                 one.median, two.median
             );
         }
