@@ -191,14 +191,7 @@ static SHARD_TABLE: [SpinLock<Shard>; SHARDS] = [const {
     })
 }; SHARDS];
 static OTHER: SpinLock<Figures> = SpinLock::new(Figures {
-    sums: Sums {
-        live_bytes: 0.0,
-        live_allocs: 0.0,
-        alloc_bytes: 0.0,
-        allocs: 0.0,
-        live_samples: 0,
-        live_variance: 0.0,
-    },
+    sums: NO_CHANGES,
     peak_live_bytes: 0.0,
 });
 static STACK_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -236,6 +229,7 @@ struct Pending {
     rise: f64,
 }
 
+/// Sums with nothing in them: `Sums::default()`, usable in statics.
 const NO_CHANGES: Sums = Sums {
     live_bytes: 0.0,
     live_allocs: 0.0,
@@ -695,6 +689,13 @@ mod tests {
         assert_eq!(stats.peak_live_bytes, 250.0);
     }
 
+    /// The figures of stack `id`'s shared record, as reports read them (no part drained).
+    fn stats_of(id: StackId) -> StackStats {
+        let mut figures = Figures::default();
+        with_figures(id, |f| figures = *f);
+        figures.stats()
+    }
+
     /// A thread's part: its changes reach the record at a flush, with the peak its own
     /// changes reached in between (exact, with no other thread changing the record); the
     /// changes flush by themselves once their live bytes reach `FLUSH_BYTES`, or when
@@ -703,11 +704,7 @@ mod tests {
     fn a_part_flushes_its_changes_and_their_peak() {
         let frames = [0x51, 0x52, 0x53];
         let (id, kept) = intern(hash_frames(&frames), &frames, usize::MAX).unwrap();
-        let figures = || {
-            let mut figures = Figures::default();
-            with_figures(id, |f| figures = *f);
-            figures.stats()
-        };
+        let figures = || stats_of(id);
         let mut state = Local::new().state.into_inner();
         state.remember(hash_frames(&frames), kept, id);
         assert_eq!(state.known(hash_frames(&frames), &frames), Some(id));
@@ -739,11 +736,7 @@ mod tests {
     fn parts_sum_in_any_order() {
         let frames = [0x61, 0x62];
         let (id, _) = intern(hash_frames(&frames), &frames, usize::MAX).unwrap();
-        let read = || {
-            let mut figures = Figures::default();
-            with_figures(id, |f| figures = *f);
-            figures.stats()
-        };
+        let read = || stats_of(id);
         let mut sampler = Local::new().state.into_inner();
         let mut freer = Local::new().state.into_inner();
         sampler.change(id, |s| s.add(10, 1.0));
