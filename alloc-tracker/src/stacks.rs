@@ -344,7 +344,11 @@ fn this_threads_part() -> Option<&'static Local> {
     Some(part)
 }
 
-/// Makes a part and adds it to [`PARTS`].
+/// Makes a part and adds it to [`PARTS`]. Never inlined: a part is built on this
+/// function's stack before it is moved to its block, and that frame must not become every
+/// sample's (a frame of several KiB is probed page by page at each call).
+#[cold]
+#[inline(never)]
 fn new_part() -> Option<&'static Local> {
     let layout = std::alloc::Layout::new::<Local>();
     // SAFETY: `Local` is not zero-sized.
