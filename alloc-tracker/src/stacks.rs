@@ -708,7 +708,6 @@ mod tests {
     fn a_part_flushes_its_changes_and_their_peak() {
         let frames = [0x51, 0x52, 0x53];
         let (id, kept) = intern(hash_frames(&frames), &frames, usize::MAX).unwrap();
-        let figures = || stats_of(id);
         let mut state = Local::new().state.into_inner();
         state.remember(hash_frames(&frames), kept, id);
         assert_eq!(state.known(hash_frames(&frames), &frames), Some(id));
@@ -716,20 +715,20 @@ mod tests {
         // Up to 3 × 1000 live, down to 1000: nothing in the record until the flush.
         (0..3).for_each(|_| state.change(id, |s| s.add(1000, 1.0)));
         (0..2).for_each(|_| state.change(id, |s| s.remove(1000, 1.0)));
-        assert_eq!(figures().allocs, 0.0);
+        assert_eq!(stats_of(id).allocs, 0.0);
         state.flush_all();
-        let stats = figures();
+        let stats = stats_of(id);
         assert_eq!((stats.live_bytes, stats.live_samples), (1000.0, 1));
         assert_eq!((stats.peak_live_bytes, stats.allocs), (3000.0, 3.0));
         // A large sample flushes at once.
         state.change(id, |s| s.add(FLUSH_BYTES as usize, 1.0));
-        assert_eq!(figures().live_bytes, 1000.0 + FLUSH_BYTES);
+        assert_eq!(stats_of(id).live_bytes, 1000.0 + FLUSH_BYTES);
         // A free of a sample taken elsewhere, then a stack sharing the slot: flushed.
         state.change(id, |s| s.remove(1000, 1.0));
         let other = id ^ PENDING as u32;
         assert_eq!(pending_index(other), pending_index(id));
         state.change(other, |s| s.add(1, 1.0));
-        let stats = figures();
+        let stats = stats_of(id);
         assert_eq!((stats.live_bytes, stats.live_samples), (FLUSH_BYTES, 1));
         assert_eq!(stats.peak_live_bytes, 1000.0 + FLUSH_BYTES);
     }
@@ -740,17 +739,16 @@ mod tests {
     fn parts_sum_in_any_order() {
         let frames = [0x61, 0x62];
         let (id, _) = intern(hash_frames(&frames), &frames, usize::MAX).unwrap();
-        let read = || stats_of(id);
         let mut sampler = Local::new().state.into_inner();
         let mut freer = Local::new().state.into_inner();
         sampler.change(id, |s| s.add(10, 1.0));
         sampler.change(id, |s| s.add(20, 1.0));
         freer.change(id, |s| s.remove(10, 1.0));
         freer.flush_all();
-        let early = read();
+        let early = stats_of(id);
         assert_eq!((early.live_bytes, early.live_samples), (0.0, 0));
         sampler.flush_all();
-        let stats = read();
+        let stats = stats_of(id);
         assert_eq!((stats.live_bytes, stats.live_samples), (20.0, 1));
         assert_eq!((stats.alloc_bytes, stats.allocs), (30.0, 2.0));
     }
